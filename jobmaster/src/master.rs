@@ -1,0 +1,660 @@
+//! The job master: the scheduler, the key vault and the sessions of one job,
+//! and what the worker-facing and owner-facing APIs call.
+
+use crate::clock::Clock;
+use crate::records::{BucketRef, ClusterRecord, JobRecord, Records};
+use crate::scheduler::{Assignment, Leased, Rejected, Scheduler, SchedulerConfig, WorkerId};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tormr_core::encoding::{Digest, b64};
+use tormr_core::identity::{Identity, PublicKey};
+use tormr_core::ids::{JobId, TaskKind};
+use tormr_core::spec::JobSpec;
+use tormr_core::store::{Store, StoreError};
+use tormr_core::token::{Capability, TokenSecret, Verb};
+use tormr_core::wire::MAX_WAIT_SECS;
+use tormr_core::wire::codes;
+use tormr_core::wire::job::{
+    Heartbeat, HeartbeatAnswer, InputBucket, JobState, JobStatus, Join, Joined, Lease, LeaseAnswer,
+    Outcome, OutputBucket, Report, ReportAnswer, TaskAssignment, WorkerStatus,
+};
+use tormr_datalayer::DataClient;
+use tormr_net::{Address, ApiError};
+
+/// How a job master is set up.
+pub struct JobMasterConfig {
+    pub job: JobId,
+    pub spec: JobSpec,
+    /// The job's key: signs its cluster request; tickets must name it.
+    pub identity: Arc<Identity>,
+    /// The data layer's address as workers reach it.
+    pub datalayer: Address,
+    /// Shared with the data layer; mints capability tokens.
+    pub secret: TokenSecret,
+    pub store: Arc<dyn Store>,
+    /// The job's files by digest, as the owner has them.
+    pub files: BTreeMap<Digest, PathBuf>,
+    pub scheduler: SchedulerConfig,
+    pub heartbeat_secs: u64,
+    /// The job master's own client of the data layer, to check reported outputs.
+    pub data: DataClient,
+    pub clock: Arc<dyn Clock>,
+}
+
+struct Session {
+    pseudonym: PublicKey,
+}
+
+#[derive(Default)]
+struct Sessions {
+    by_token: HashMap<String, WorkerId>,
+    workers: BTreeMap<WorkerId, Session>,
+}
+
+pub struct JobMaster {
+    job: JobId,
+    spec: JobSpec,
+    identity: Arc<Identity>,
+    datalayer: Address,
+    secret: TokenSecret,
+    files: BTreeMap<Digest, PathBuf>,
+    heartbeat_secs: u64,
+    data: DataClient,
+    clock: Arc<dyn Clock>,
+    records: Records,
+    scheduler: Mutex<Scheduler>,
+    sessions: Mutex<Sessions>,
+    cluster: Mutex<Option<ClusterRecord>>,
+    /// How long after submission the cluster was matched.
+    matched_after: Mutex<Option<Duration>>,
+    /// Bumped whenever work may have become available or the job moved.
+    version: watch::Sender<u64>,
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    ApiError::internal("the job store", e)
+}
+
+impl JobMaster {
+    /// Creates a job master for a new job and records the job.
+    pub async fn create(config: JobMasterConfig) -> Result<Arc<Self>, StoreError> {
+        let records = Records::new(config.store.clone(), &config.job);
+        records
+            .put_job(&JobRecord {
+                job: config.job.clone(),
+                spec: config.spec.clone(),
+                created: tormr_core::unix_now(),
+            })
+            .await?;
+        let scheduler = Scheduler::new(&config.spec, config.scheduler.clone());
+        let (version, _) = watch::channel(0);
+        Ok(Arc::new(JobMaster {
+            job: config.job,
+            spec: config.spec,
+            identity: config.identity,
+            datalayer: config.datalayer,
+            secret: config.secret,
+            files: config.files,
+            heartbeat_secs: config.heartbeat_secs,
+            data: config.data,
+            clock: config.clock,
+            records,
+            scheduler: Mutex::new(scheduler),
+            sessions: Mutex::new(Sessions::default()),
+            cluster: Mutex::new(None),
+            matched_after: Mutex::new(None),
+            version,
+        }))
+    }
+
+    pub fn job(&self) -> &JobId {
+        &self.job
+    }
+
+    pub fn spec(&self) -> &JobSpec {
+        &self.spec
+    }
+
+    pub fn public_key(&self) -> PublicKey {
+        self.identity.public()
+    }
+
+    fn sched(&self) -> std::sync::MutexGuard<'_, Scheduler> {
+        self.scheduler.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn bump(&self) {
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// Watches for changes (status pages, the owner's progress display).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    /// Records the board and request this job was matched through; tickets are
+    /// accepted only from that board for that request.
+    pub async fn set_cluster(&self, record: ClusterRecord) -> Result<(), StoreError> {
+        self.records.put_cluster(&record).await?;
+        *self.cluster.lock().unwrap_or_else(|p| p.into_inner()) = Some(record);
+        self.bump();
+        Ok(())
+    }
+
+    /// Records when the cluster was matched (for the owner's summary).
+    pub fn note_matched(&self, after: Duration) {
+        *self.matched_after.lock().unwrap_or_else(|p| p.into_inner()) = Some(after);
+    }
+
+    pub fn matched_after(&self) -> Option<Duration> {
+        *self.matched_after.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds an uploaded input bucket (and its key) as a map task.
+    pub async fn add_input(&self, input: BucketRef) -> Result<(), StoreError> {
+        let index = self.sched().add_input(input.clone());
+        if let Some(index) = index {
+            self.records.put_input(index, &input).await?;
+            self.bump();
+        }
+        Ok(())
+    }
+
+    /// No more input buckets will come.
+    pub async fn close_input(&self, count: u32) -> Result<(), StoreError> {
+        self.records.close_input(count).await?;
+        self.sched().close_input();
+        self.bump();
+        Ok(())
+    }
+
+    /// Fails the job from the owner's side (e.g. the input could not be read).
+    pub fn abort(&self, reason: &str) {
+        let mut s = self.sched();
+        if *s.state() == JobState::Running {
+            s.abort(reason);
+        }
+        drop(s);
+        self.bump();
+    }
+
+    pub fn state(&self) -> JobState {
+        self.sched().state().clone()
+    }
+
+    pub fn outputs(&self) -> Vec<BucketRef> {
+        self.sched().outputs()
+    }
+
+    /// Mints a token for `verb` on one bucket of this job.
+    pub fn mint(&self, bucket: &tormr_core::ids::BucketId, verb: Verb) -> String {
+        let ttl = self.spec.limits.task_timeout_secs + 3600;
+        self.secret.mint(&Capability {
+            job: self.job.clone(),
+            bucket: Some(bucket.clone()),
+            verb,
+            expires: tormr_core::unix_now() + ttl,
+        })
+    }
+
+    /// Mints the owner's token to delete every bucket of this job.
+    pub fn mint_delete(&self) -> String {
+        self.secret.mint(&Capability {
+            job: self.job.clone(),
+            bucket: None,
+            verb: Verb::Delete,
+            expires: tormr_core::unix_now() + 3600,
+        })
+    }
+
+    /// A full status for the owner.
+    pub fn status(&self) -> JobStatus {
+        let sched = self.sched();
+        let sessions = self.sessions();
+        let workers = sched
+            .workers()
+            .into_iter()
+            .map(|w| WorkerStatus {
+                pseudonym: sessions
+                    .workers
+                    .get(&w.id)
+                    .map(|s| s.pseudonym.short())
+                    .unwrap_or_default(),
+                running: w.running,
+                done: w.done,
+                failed: w.failed,
+                input_buckets: w.input_buckets,
+                alive: w.alive,
+            })
+            .collect();
+        JobStatus {
+            job: self.job.clone(),
+            state: sched.state().clone(),
+            phases: sched.phases(),
+            workers,
+            counters: sched.job_counters(),
+        }
+    }
+
+    pub fn attempt_tally(&self) -> crate::scheduler::AttemptTally {
+        self.sched().tally().clone()
+    }
+
+    /// Waits until the job has succeeded or failed.
+    pub async fn finished(&self) -> JobState {
+        let mut changes = self.subscribe();
+        loop {
+            let state = self.state();
+            if state != JobState::Running {
+                return state;
+            }
+            if changes.changed().await.is_err() {
+                return self.state();
+            }
+        }
+    }
+
+    /// Expires leases and drops silent workers once a second until cancelled.
+    pub fn spawn_monitor(
+        self: &Arc<Self>,
+        cancel: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = every.tick() => {}
+                }
+                let changed = {
+                    let mut s = this.sched();
+                    let changed = s.tick(this.clock.now_ms());
+                    if let Some(why) = s.stuck() {
+                        s.abort(&why);
+                        true
+                    } else {
+                        changed
+                    }
+                };
+                if changed {
+                    this.bump();
+                }
+            }
+        })
+    }
+
+    fn session(&self, token: &str) -> Result<WorkerId, ApiError> {
+        self.sessions().by_token.get(token).copied().ok_or_else(|| {
+            ApiError::new(
+                http::StatusCode::UNAUTHORIZED,
+                codes::SESSION,
+                "unknown session: join the job again with a fresh ticket from the bulletin",
+            )
+        })
+    }
+
+    /// Redeems a join ticket.
+    pub async fn join(&self, join: Join) -> Result<Joined, ApiError> {
+        let cluster = self
+            .cluster
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| {
+                ApiError::busy("the job is not matched with a board yet; try again shortly")
+            })?;
+        let ticket = join
+            .ticket
+            .open_by(&cluster.board)
+            .map_err(|e| ApiError::forbidden(format!("ticket refused: {e}")))?;
+        let now = tormr_core::unix_now();
+        if ticket.job_key != self.public_key() || ticket.request != cluster.request {
+            return Err(ApiError::forbidden("ticket refused: it is for another job"));
+        }
+        if ticket.expires_at < now {
+            return Err(ApiError::forbidden(
+                "ticket refused: it expired; register with the bulletin again",
+            ));
+        }
+        let proof = join
+            .proof
+            .open_by(&ticket.worker)
+            .map_err(|e| ApiError::forbidden(format!("proof refused: {e}")))?;
+        if proof.ticket != ticket.ticket
+            || proof.job_key != self.public_key()
+            || proof.issued_at.abs_diff(now) > 300
+        {
+            return Err(ApiError::forbidden(
+                "proof refused: it does not match the ticket, or is stale",
+            ));
+        }
+        if !self
+            .records
+            .redeem_ticket(&ticket.ticket, &ticket.worker)
+            .await
+            .map_err(store_error)?
+        {
+            return Err(ApiError::new(
+                http::StatusCode::CONFLICT,
+                codes::TICKET_USED,
+                "this ticket was already redeemed; get a new one from the bulletin",
+            ));
+        }
+        let token = b64(&tormr_core::random::bytes::<32>());
+        let worker = {
+            let mut sessions = self.sessions();
+            let worker = sessions.workers.len() as WorkerId;
+            sessions.by_token.insert(token.clone(), worker);
+            sessions.workers.insert(
+                worker,
+                Session {
+                    pseudonym: ticket.worker,
+                },
+            );
+            worker
+        };
+        self.sched().join(worker, self.clock.now_ms());
+        tracing::info!(
+            "worker {} joined job {} as #{worker}",
+            ticket.worker.short(),
+            self.job
+        );
+        self.bump();
+        Ok(Joined {
+            session: token,
+            job: self.job.clone(),
+            datalayer: self.datalayer.to_string(),
+            spec: self.spec.clone(),
+            heartbeat_secs: self.heartbeat_secs,
+        })
+    }
+
+    /// Long-polls for a task.
+    pub async fn lease(&self, token: &str, lease: Lease) -> Result<LeaseAnswer, ApiError> {
+        let worker = self.session(token)?;
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs(lease.wait_secs.min(MAX_WAIT_SECS));
+        let mut changes = self.subscribe();
+        loop {
+            let assignment = {
+                let mut s = self.sched();
+                let now = self.clock.now_ms();
+                if !s.is_alive(worker) {
+                    return Err(ApiError::new(
+                        http::StatusCode::UNAUTHORIZED,
+                        codes::SESSION,
+                        "this worker was dropped for silence; join again with a fresh ticket",
+                    ));
+                }
+                s.extend(worker, &lease.running, now);
+                s.assign(worker, now)
+            };
+            match assignment {
+                Assignment::Task(leased) => {
+                    self.bump();
+                    return Ok(LeaseAnswer::Task {
+                        task: Box::new(self.assignment(*leased)),
+                    });
+                }
+                Assignment::Done => return Ok(LeaseAnswer::Done),
+                Assignment::CapReached { held, cap } => {
+                    return Err(ApiError::new(
+                        http::StatusCode::FORBIDDEN,
+                        codes::BUCKET_CAP,
+                        format!(
+                            "this worker already holds {held} of the owner's input buckets, the owner's cap is {cap}"
+                        ),
+                    ));
+                }
+                Assignment::Wait => {
+                    if tokio::time::timeout_at(deadline, changes.changed())
+                        .await
+                        .is_err()
+                    {
+                        return Ok(LeaseAnswer::Wait);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Turns a lease into what the worker needs: commands, keys, tokens, environment.
+    fn assignment(&self, leased: Leased) -> TaskAssignment {
+        let task = leased.attempt.task;
+        let step = &self.spec.steps[task.step as usize];
+        let is_map = task.kind == TaskKind::Map;
+        let inputs = leased
+            .inputs
+            .iter()
+            .map(|b| InputBucket {
+                bucket: b.bucket.clone(),
+                key: b.key.clone(),
+                token: self.mint(&b.bucket, Verb::Get),
+                sealed_bytes: b.sealed_bytes,
+                plain_bytes: b.plain_bytes,
+            })
+            .collect();
+        let outputs = leased
+            .outputs
+            .iter()
+            .map(|o| OutputBucket {
+                partition: o.partition,
+                bucket: o.bucket.clone(),
+                key: o.key.clone(),
+                token: self.mint(&o.bucket, Verb::Put),
+            })
+            .collect();
+        let mut env = self.spec.conf_env(task.step as usize);
+        let letter = task.kind.letter();
+        let job = self
+            .job
+            .as_str()
+            .trim_start_matches("job-")
+            .replace('-', "_");
+        env.insert("mapreduce_job_id".into(), format!("job_{job}"));
+        env.insert(
+            "mapreduce_task_id".into(),
+            format!("task_{job}_{letter}_{:06}", task.index),
+        );
+        env.insert(
+            "mapreduce_task_attempt_id".into(),
+            format!(
+                "attempt_{job}_{letter}_{:06}_{}",
+                task.index, leased.attempt.attempt
+            ),
+        );
+        env.insert("mapreduce_task_partition".into(), task.index.to_string());
+        env.insert("mapreduce_task_ismap".into(), is_map.to_string());
+        env.insert("mapreduce_job_reduces".into(), step.reduces.to_string());
+        env.insert("tormr_step".into(), task.step.to_string());
+        if is_map {
+            let (name, start, length) = match leased.inputs.first().and_then(|b| b.source.clone()) {
+                Some(src) => (src.name, src.offset, src.length),
+                None => (
+                    format!("part-{:05}", task.index),
+                    0,
+                    leased.inputs.first().map(|b| b.plain_bytes).unwrap_or(0),
+                ),
+            };
+            env.insert("mapreduce_map_input_file".into(), name.clone());
+            env.insert("map_input_file".into(), name);
+            env.insert("mapreduce_map_input_start".into(), start.to_string());
+            env.insert("mapreduce_map_input_length".into(), length.to_string());
+        }
+        TaskAssignment {
+            attempt: leased.attempt,
+            kind: task.kind,
+            command: if is_map {
+                step.mapper.clone()
+            } else {
+                step.reducer.clone()
+            },
+            combiner: if is_map && !step.is_map_only() {
+                step.combiner.clone()
+            } else {
+                None
+            },
+            partitions: if is_map && !step.is_map_only() {
+                step.reduces
+            } else {
+                0
+            },
+            keys: step.keys.clone(),
+            inputs,
+            outputs,
+            env,
+            timeout_secs: self.spec.limits.task_timeout_secs,
+            sort_buffer_bytes: self.spec.limits.sort_buffer_bytes,
+            compression_level: self.spec.limits.compression_level,
+        }
+    }
+
+    pub async fn heartbeat(&self, token: &str, hb: Heartbeat) -> Result<HeartbeatAnswer, ApiError> {
+        let worker = self.session(token)?;
+        let mut s = self.sched();
+        if !s.is_alive(worker) {
+            return Err(ApiError::new(
+                http::StatusCode::UNAUTHORIZED,
+                codes::SESSION,
+                "this worker was dropped for silence; join again with a fresh ticket",
+            ));
+        }
+        let cancel = s.heartbeat(worker, &hb.running, self.clock.now_ms());
+        Ok(HeartbeatAnswer {
+            cancel,
+            job_done: *s.state() != JobState::Running,
+        })
+    }
+
+    /// Takes a worker's report, checking that claimed outputs are really stored.
+    pub async fn report(&self, token: &str, report: Report) -> Result<ReportAnswer, ApiError> {
+        let worker = self.session(token)?;
+        let counters = report.counters.truncated(64, 256);
+        let checked = match &report.outcome {
+            Outcome::Succeeded { outputs } => {
+                self.sched().check_report(worker, &report.attempt, outputs)
+            }
+            Outcome::Failed { .. } => Ok(()),
+        };
+        let result = match &report.outcome {
+            Outcome::Succeeded { outputs } => match checked {
+                Err(rejected) => Err(rejected),
+                Ok(()) => match self.check_stored(outputs).await {
+                    Ok(()) => self.sched().succeed(
+                        worker,
+                        &report.attempt,
+                        outputs,
+                        &counters,
+                        report.elapsed_ms,
+                    ),
+                    Err(why) => {
+                        tracing::warn!(
+                            "attempt {} claimed outputs the data layer does not hold: {why}",
+                            report.attempt
+                        );
+                        self.sched().fail(
+                            worker,
+                            &report.attempt,
+                            &format!("outputs missing on the data layer: {why}"),
+                            "",
+                        )
+                    }
+                },
+            },
+            Outcome::Failed {
+                reason,
+                stderr_tail,
+                ..
+            } => {
+                let tail: String = stderr_tail
+                    .chars()
+                    .rev()
+                    .take(8192)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                let reason: String = reason.chars().take(1024).collect();
+                tracing::info!("attempt {} failed: {reason}", report.attempt);
+                self.sched().fail(worker, &report.attempt, &reason, &tail)
+            }
+        };
+        let answer = match result {
+            Ok(()) => {
+                self.persist_task(&report).await?;
+                ReportAnswer {
+                    accepted: true,
+                    note: String::new(),
+                }
+            }
+            Err(Rejected::LeaseLost(why)) => ReportAnswer {
+                accepted: false,
+                note: why,
+            },
+            Err(Rejected::BadOutputs(a, why)) => {
+                let _ = self.sched().fail(worker, &report.attempt, &why, "");
+                ReportAnswer {
+                    accepted: false,
+                    note: format!("{a}: {why}"),
+                }
+            }
+        };
+        self.bump();
+        Ok(answer)
+    }
+
+    /// Stores a task's winning result, so a resumed job does not redo it.
+    async fn persist_task(&self, report: &Report) -> Result<(), ApiError> {
+        let done = self.sched().result_of(&report.attempt);
+        if let Some(result) = done {
+            self.records
+                .put_task(&report.attempt.task, &result)
+                .await
+                .map_err(store_error)?;
+        }
+        Ok(())
+    }
+
+    async fn check_stored(
+        &self,
+        outputs: &[tormr_core::wire::job::WrittenBucket],
+    ) -> Result<(), String> {
+        for out in outputs {
+            let token = self.mint(&out.bucket, Verb::Get);
+            let meta = self
+                .data
+                .head(&out.bucket, &token)
+                .await
+                .map_err(|e| e.to_string())?;
+            if meta.size != out.summary.sealed_bytes {
+                return Err(format!(
+                    "bucket {} holds {} bytes, the report says {}",
+                    out.bucket, meta.size, out.summary.sealed_bytes
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The path of a job file, if `digest` names one.
+    pub fn file(&self, token: &str, digest: &Digest) -> Result<PathBuf, ApiError> {
+        self.session(token)?;
+        self.files
+            .get(digest)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found("no such job file"))
+    }
+
+    pub fn records(&self) -> &Records {
+        &self.records
+    }
+}

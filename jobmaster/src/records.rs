@@ -1,0 +1,172 @@
+//! What the job master keeps in its store: the job, its input buckets with
+//! their keys (the key vault), finished tasks with their outputs' keys, and
+//! redeemed tickets. Enough to resume a job after a crash without redoing
+//! finished work.
+
+use serde::{Deserialize, Serialize};
+use tormr_core::counters::Counters;
+use tormr_core::encoding::Digest;
+use tormr_core::identity::PublicKey;
+use tormr_core::ids::{AttemptId, BucketId, JobId, RequestId, TaskId, TaskKind, TicketId};
+use tormr_core::seal::BucketKey;
+use tormr_core::spec::JobSpec;
+use tormr_core::store::{Batch, Store, StoreError, StoreExt};
+
+/// Where a step-0 bucket came from, for `mapreduce_map_input_file` and friends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    /// The file's name relative to the input argument (never the owner's full path).
+    pub name: String,
+    pub offset: u64,
+    pub length: u64,
+}
+
+/// One sealed bucket on the data layer and the key that opens it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BucketRef {
+    pub bucket: BucketId,
+    pub key: BucketKey,
+    pub sealed_bytes: u64,
+    pub plain_bytes: u64,
+    /// Absent for input buckets, whose plaintext nobody compares.
+    pub plain_digest: Option<Digest>,
+    pub records: u64,
+    pub source: Option<Source>,
+}
+
+/// The winning attempt of a task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskResult {
+    pub attempt: AttemptId,
+    pub outputs: Vec<BucketRef>,
+    pub counters: Counters,
+    pub elapsed_ms: u64,
+}
+
+/// The job as first stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub job: JobId,
+    pub spec: JobSpec,
+    pub created: u64,
+}
+
+/// The cluster request the job was matched through.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterRecord {
+    pub board: PublicKey,
+    pub request: RequestId,
+}
+
+/// Typed access to one job's records.
+pub struct Records {
+    store: std::sync::Arc<dyn Store>,
+    prefix: String,
+}
+
+fn task_key(t: &TaskId) -> String {
+    let kind = match t.kind {
+        TaskKind::Map => "m",
+        TaskKind::Reduce => "r",
+    };
+    format!("{:04}-{kind}-{:06}", t.step, t.index)
+}
+
+impl Records {
+    pub fn new(store: std::sync::Arc<dyn Store>, job: &JobId) -> Self {
+        Records {
+            store,
+            prefix: format!("jobs/{job}/"),
+        }
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}{rest}", self.prefix)
+    }
+
+    pub fn store(&self) -> &std::sync::Arc<dyn Store> {
+        &self.store
+    }
+
+    pub async fn put_job(&self, record: &JobRecord) -> Result<(), StoreError> {
+        self.store.put_json(&self.key("job"), record).await
+    }
+
+    pub async fn job(&self) -> Result<Option<JobRecord>, StoreError> {
+        self.store.get_json(&self.key("job")).await
+    }
+
+    pub async fn put_cluster(&self, record: &ClusterRecord) -> Result<(), StoreError> {
+        self.store.put_json(&self.key("cluster"), record).await
+    }
+
+    pub async fn cluster(&self) -> Result<Option<ClusterRecord>, StoreError> {
+        self.store.get_json(&self.key("cluster")).await
+    }
+
+    pub async fn put_input(&self, index: u32, input: &BucketRef) -> Result<(), StoreError> {
+        self.store
+            .put_json(&self.key(&format!("input/{index:06}")), input)
+            .await
+    }
+
+    pub async fn inputs(&self) -> Result<Vec<BucketRef>, StoreError> {
+        Ok(self
+            .store
+            .scan_json(&self.key("input/"))
+            .await?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect())
+    }
+
+    pub async fn close_input(&self, count: u32) -> Result<(), StoreError> {
+        self.store.put_json(&self.key("input-closed"), &count).await
+    }
+
+    pub async fn input_closed(&self) -> Result<Option<u32>, StoreError> {
+        self.store.get_json(&self.key("input-closed")).await
+    }
+
+    pub async fn put_task(&self, task: &TaskId, result: &TaskResult) -> Result<(), StoreError> {
+        self.store
+            .put_json(
+                &self.key(&format!("task/{}", task_key(task))),
+                &(task, result),
+            )
+            .await
+    }
+
+    pub async fn tasks(&self) -> Result<Vec<(TaskId, TaskResult)>, StoreError> {
+        Ok(self
+            .store
+            .scan_json(&self.key("task/"))
+            .await?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect())
+    }
+
+    /// Marks a ticket redeemed; false if it already was.
+    pub async fn redeem_ticket(
+        &self,
+        ticket: &TicketId,
+        worker: &PublicKey,
+    ) -> Result<bool, StoreError> {
+        let key = self.key(&format!("ticket/{ticket}"));
+        self.store
+            .apply(
+                Batch::new()
+                    .put_json(key.clone(), worker)
+                    .require_absent(key),
+            )
+            .await
+    }
+
+    pub async fn delete_all(&self) -> Result<(), StoreError> {
+        self.store
+            .apply(Batch::new().delete_prefix(self.prefix.clone()))
+            .await
+            .map(|_| ())
+    }
+}

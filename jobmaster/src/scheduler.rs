@@ -1,0 +1,1353 @@
+//! The task scheduler: which worker runs what, and when the job is done.
+//!
+//! Tasks go pending → leased (an attempt with a deadline, extended by the
+//! worker's heartbeats) → done. A lease that runs out, or a worker that falls
+//! silent, puts the task back; a failed attempt is retried on another worker up
+//! to the job's attempt limit, then fails the job. Near the end of a phase an
+//! idle worker gets a backup copy of a straggler, and the first result wins.
+//!
+//! Everything here is plain data driven by explicit `now` values, so tests
+//! replay any interleaving exactly; the service wraps it with I/O and a clock.
+
+use crate::records::{BucketRef, TaskResult};
+use std::collections::{BTreeMap, BTreeSet};
+use tormr_core::counters::{Counters, TORMR};
+use tormr_core::ids::{AttemptId, BucketId, TaskId, TaskKind};
+use tormr_core::seal::BucketKey;
+use tormr_core::spec::{JobLimits, JobSpec};
+use tormr_core::wire::job::{JobState, PhaseStatus, WrittenBucket};
+
+/// A worker's number within one job.
+pub type WorkerId = u32;
+
+/// Timing policy of a scheduler, in milliseconds.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// How long a lease lasts without a heartbeat.
+    pub lease_ms: u64,
+    /// A worker not heard from for this long is dropped.
+    pub worker_timeout_ms: u64,
+    /// Back up stragglers running longer than this multiple of the phase's
+    /// median task time (and at least `speculate_after_ms`).
+    pub speculate_factor: u64,
+    pub speculate_after_ms: u64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            lease_ms: 60_000,
+            worker_timeout_ms: 90_000,
+            speculate_factor: 2,
+            speculate_after_ms: 10_000,
+        }
+    }
+}
+
+/// Where a task's output goes: one sealed bucket per partition, keyed fresh.
+#[derive(Debug, Clone)]
+pub struct OutputSlot {
+    pub partition: u32,
+    pub bucket: BucketId,
+    pub key: BucketKey,
+}
+
+/// A lease handed to a worker.
+#[derive(Debug, Clone)]
+pub struct Leased {
+    pub attempt: AttemptId,
+    pub inputs: Vec<BucketRef>,
+    pub outputs: Vec<OutputSlot>,
+    pub speculative: bool,
+}
+
+/// What a worker asking for work gets.
+#[derive(Debug, Clone)]
+pub enum Assignment {
+    Task(Box<Leased>),
+    /// Nothing for this worker now.
+    Wait,
+    /// Only input buckets are left and the worker holds its cap of them.
+    CapReached {
+        held: u32,
+        cap: u32,
+    },
+    /// The job is over.
+    Done,
+}
+
+/// Why a report was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    #[error(
+        "attempt {0} is not leased to this worker any more (lease expired, worker dropped, or another copy won)"
+    )]
+    LeaseLost(String),
+    #[error("attempt {0} reported outputs that do not match its assignment: {1}")]
+    BadOutputs(String, String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AttemptStatus {
+    Running,
+    Succeeded,
+    Failed,
+    /// The lease ran out or the worker was dropped.
+    Lost,
+    /// Another copy won.
+    Cancelled,
+}
+
+#[derive(Debug, Clone)]
+struct Attempt {
+    id: AttemptId,
+    worker: WorkerId,
+    started: u64,
+    lease_until: u64,
+    status: AttemptStatus,
+    outputs: Vec<OutputSlot>,
+}
+
+#[derive(Debug, Clone)]
+struct Task {
+    id: TaskId,
+    inputs: Vec<BucketRef>,
+    attempts: Vec<Attempt>,
+    failures: u32,
+    failed_on: BTreeSet<WorkerId>,
+    result: Option<TaskResult>,
+    last_error: Option<(String, String)>,
+}
+
+impl Task {
+    fn new(id: TaskId, inputs: Vec<BucketRef>) -> Self {
+        Task {
+            id,
+            inputs,
+            attempts: Vec::new(),
+            failures: 0,
+            failed_on: BTreeSet::new(),
+            result: None,
+            last_error: None,
+        }
+    }
+
+    fn running(&self) -> impl Iterator<Item = &Attempt> {
+        self.attempts
+            .iter()
+            .filter(|a| a.status == AttemptStatus::Running)
+    }
+
+    fn is_pending(&self) -> bool {
+        self.result.is_none() && self.running().next().is_none()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Map,
+    Reduce,
+}
+
+#[derive(Debug, Clone)]
+struct Step {
+    reduces: u32,
+    maps: Vec<Task>,
+    reduce_tasks: Vec<Task>,
+    inputs_closed: bool,
+    reduces_created: bool,
+}
+
+impl Step {
+    fn map_only(&self) -> bool {
+        self.reduces == 0
+    }
+
+    fn maps_done(&self) -> bool {
+        self.inputs_closed && self.maps.iter().all(|t| t.result.is_some())
+    }
+
+    fn done(&self) -> bool {
+        self.maps_done()
+            && (self.map_only()
+                || (self.reduces_created && self.reduce_tasks.iter().all(|t| t.result.is_some())))
+    }
+
+    fn phase(&self) -> Phase {
+        if self.maps_done() && !self.map_only() {
+            Phase::Reduce
+        } else {
+            Phase::Map
+        }
+    }
+
+    fn tasks(&self, phase: Phase) -> &Vec<Task> {
+        match phase {
+            Phase::Map => &self.maps,
+            Phase::Reduce => &self.reduce_tasks,
+        }
+    }
+
+    fn tasks_mut(&mut self, phase: Phase) -> &mut Vec<Task> {
+        match phase {
+            Phase::Map => &mut self.maps,
+            Phase::Reduce => &mut self.reduce_tasks,
+        }
+    }
+
+    /// The step's outputs in order: reduce outputs, or map outputs if map-only.
+    fn outputs(&self) -> Vec<BucketRef> {
+        let tasks = if self.map_only() {
+            &self.maps
+        } else {
+            &self.reduce_tasks
+        };
+        tasks
+            .iter()
+            .filter_map(|t| t.result.as_ref())
+            .flat_map(|r| r.outputs.iter().cloned())
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct WorkerState {
+    alive: bool,
+    last_seen: u64,
+    input_buckets: BTreeSet<u32>,
+    running: BTreeSet<AttemptId>,
+    done: u32,
+    failed: u32,
+    cancels: Vec<AttemptId>,
+}
+
+/// A worker as the owner's status page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerSummary {
+    pub id: WorkerId,
+    pub alive: bool,
+    pub running: u32,
+    pub done: u32,
+    pub failed: u32,
+    pub input_buckets: u32,
+}
+
+/// Attempt tallies for the job's summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttemptTally {
+    pub launched: u32,
+    pub failed: u32,
+    pub lost: u32,
+    pub speculative: u32,
+}
+
+pub struct Scheduler {
+    config: SchedulerConfig,
+    limits: JobLimits,
+    steps: Vec<Step>,
+    current: usize,
+    workers: BTreeMap<WorkerId, WorkerState>,
+    state: JobState,
+    counters: Counters,
+    tally: AttemptTally,
+}
+
+impl Scheduler {
+    pub fn new(spec: &JobSpec, config: SchedulerConfig) -> Self {
+        let steps = spec
+            .steps
+            .iter()
+            .map(|s| Step {
+                reduces: s.reduces,
+                maps: Vec::new(),
+                reduce_tasks: Vec::new(),
+                inputs_closed: false,
+                reduces_created: false,
+            })
+            .collect();
+        Scheduler {
+            config,
+            limits: spec.limits.clone(),
+            steps,
+            current: 0,
+            workers: BTreeMap::new(),
+            state: JobState::Running,
+            counters: Counters::default(),
+            tally: AttemptTally::default(),
+        }
+    }
+
+    pub fn state(&self) -> &JobState {
+        &self.state
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub fn tally(&self) -> &AttemptTally {
+        &self.tally
+    }
+
+    /// The last step's outputs, in partition order.
+    pub fn outputs(&self) -> Vec<BucketRef> {
+        self.steps.last().map(Step::outputs).unwrap_or_default()
+    }
+
+    /// Adds a step-0 input bucket as a new map task; returns the task's index.
+    pub fn add_input(&mut self, input: BucketRef) -> Option<u32> {
+        let step = self.steps.first_mut()?;
+        if step.inputs_closed {
+            return None;
+        }
+        let index = step.maps.len() as u32;
+        step.maps.push(Task::new(
+            TaskId {
+                step: 0,
+                kind: TaskKind::Map,
+                index,
+            },
+            vec![input],
+        ));
+        Some(index)
+    }
+
+    /// No more input will come.
+    pub fn close_input(&mut self) {
+        if let Some(step) = self.steps.first_mut() {
+            step.inputs_closed = true;
+        }
+        self.advance();
+    }
+
+    /// Records a finished task found in the store (a resumed job).
+    pub fn restore(&mut self, task: TaskId, result: TaskResult) {
+        let Some(step) = self.steps.get_mut(task.step as usize) else {
+            return;
+        };
+        if let Some(t) = step
+            .tasks_mut(match task.kind {
+                TaskKind::Map => Phase::Map,
+                TaskKind::Reduce => Phase::Reduce,
+            })
+            .get_mut(task.index as usize)
+        {
+            self.counters.merge(&result.counters);
+            t.result = Some(result);
+        }
+        self.advance();
+    }
+
+    pub fn join(&mut self, worker: WorkerId, now: u64) {
+        let w = self.workers.entry(worker).or_default();
+        w.alive = true;
+        w.last_seen = now;
+    }
+
+    pub fn is_alive(&self, worker: WorkerId) -> bool {
+        self.workers.get(&worker).is_some_and(|w| w.alive)
+    }
+
+    fn others_alive_without_failing(&self, task: &Task, worker: WorkerId) -> bool {
+        self.workers
+            .iter()
+            .any(|(id, w)| *id != worker && w.alive && !task.failed_on.contains(id))
+    }
+
+    /// Gives `worker` something to do.
+    pub fn assign(&mut self, worker: WorkerId, now: u64) -> Assignment {
+        if self.state != JobState::Running {
+            return Assignment::Done;
+        }
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.last_seen = now;
+        }
+        let Some(step) = self.steps.get(self.current) else {
+            return Assignment::Done;
+        };
+        let phase = step.phase();
+        let cap = self.limits.max_buckets_per_worker;
+        let held = self
+            .workers
+            .get(&worker)
+            .map(|w| w.input_buckets.len() as u32)
+            .unwrap_or(0);
+        let mut capped = false;
+        let mut chosen = None;
+        for (i, task) in step.tasks(phase).iter().enumerate() {
+            if !task.is_pending() {
+                continue;
+            }
+            if task.failed_on.contains(&worker) && self.others_alive_without_failing(task, worker) {
+                continue;
+            }
+            let reads_input = self.current == 0 && phase == Phase::Map;
+            if reads_input
+                && let Some(cap) = cap
+                && held >= cap
+                && !self
+                    .workers
+                    .get(&worker)
+                    .is_some_and(|w| w.input_buckets.contains(&(i as u32)))
+            {
+                capped = true;
+                continue;
+            }
+            chosen = Some(i);
+            break;
+        }
+        if let Some(i) = chosen {
+            return Assignment::Task(Box::new(self.lease(worker, phase, i, false, now)));
+        }
+        if let Some(i) = self.straggler(worker, phase, now) {
+            let reads_input = self.current == 0 && phase == Phase::Map;
+            let over_cap = reads_input
+                && cap.is_some_and(|c| {
+                    held >= c
+                        && !self
+                            .workers
+                            .get(&worker)
+                            .is_some_and(|w| w.input_buckets.contains(&(i as u32)))
+                });
+            if !over_cap {
+                return Assignment::Task(Box::new(self.lease(worker, phase, i, true, now)));
+            }
+        }
+        if capped {
+            return Assignment::CapReached {
+                held,
+                cap: cap.unwrap_or(0),
+            };
+        }
+        Assignment::Wait
+    }
+
+    /// A running task worth backing up on an idle `worker`, if any.
+    fn straggler(&self, worker: WorkerId, phase: Phase, now: u64) -> Option<usize> {
+        let w = self.workers.get(&worker)?;
+        if !w.running.is_empty() {
+            return None;
+        }
+        let step = self.steps.get(self.current)?;
+        let tasks = step.tasks(phase);
+        if tasks.iter().any(Task::is_pending) || (phase == Phase::Map && !step.inputs_closed) {
+            return None;
+        }
+        let mut times: Vec<u64> = tasks
+            .iter()
+            .filter_map(|t| t.result.as_ref().map(|r| r.elapsed_ms))
+            .collect();
+        if times.is_empty() {
+            return None;
+        }
+        times.sort_unstable();
+        let median = times[times.len() / 2];
+        let threshold = (median * self.config.speculate_factor).max(self.config.speculate_after_ms);
+        tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.result.is_none() && t.attempts.len() < 2 + t.failures as usize)
+            .filter_map(|(i, t)| {
+                let mut running = t.running();
+                let only = running.next()?;
+                if running.next().is_some()
+                    || only.worker == worker
+                    || t.failed_on.contains(&worker)
+                {
+                    return None;
+                }
+                let age = now.saturating_sub(only.started);
+                (age > threshold).then_some((i, age))
+            })
+            .max_by_key(|(_, age)| *age)
+            .map(|(i, _)| i)
+    }
+
+    fn lease(
+        &mut self,
+        worker: WorkerId,
+        phase: Phase,
+        index: usize,
+        speculative: bool,
+        now: u64,
+    ) -> Leased {
+        let step_no = self.current;
+        let lease_ms = self.config.lease_ms;
+        let (inputs, partitions, attempt_id) = {
+            let step = &self.steps[step_no];
+            let task = &step.tasks(phase)[index];
+            let n = task.attempts.len() as u32 + 1;
+            let parts = if phase == Phase::Map && !step.map_only() {
+                step.reduces
+            } else {
+                0
+            };
+            (
+                task.inputs.clone(),
+                parts,
+                AttemptId {
+                    task: task.id,
+                    attempt: n,
+                },
+            )
+        };
+        let outputs: Vec<OutputSlot> = if partitions == 0 {
+            vec![OutputSlot {
+                partition: if phase == Phase::Reduce {
+                    index as u32
+                } else {
+                    0
+                },
+                bucket: BucketId::task_output(&attempt_id),
+                key: BucketKey::random(),
+            }]
+        } else {
+            (0..partitions)
+                .map(|p| OutputSlot {
+                    partition: p,
+                    bucket: BucketId::map_output(&attempt_id, p),
+                    key: BucketKey::random(),
+                })
+                .collect()
+        };
+        let task = &mut self.steps[step_no].tasks_mut(phase)[index];
+        task.attempts.push(Attempt {
+            id: attempt_id,
+            worker,
+            started: now,
+            lease_until: now + lease_ms,
+            status: AttemptStatus::Running,
+            outputs: outputs.clone(),
+        });
+        let w = self.workers.entry(worker).or_default();
+        w.running.insert(attempt_id);
+        if step_no == 0 && phase == Phase::Map {
+            w.input_buckets.insert(index as u32);
+        }
+        self.tally.launched += 1;
+        if speculative {
+            self.tally.speculative += 1;
+        }
+        Leased {
+            attempt: attempt_id,
+            inputs,
+            outputs,
+            speculative,
+        }
+    }
+
+    fn find(&mut self, attempt: &AttemptId) -> Option<(&mut Task, usize)> {
+        let step = self.steps.get_mut(attempt.task.step as usize)?;
+        let phase = match attempt.task.kind {
+            TaskKind::Map => Phase::Map,
+            TaskKind::Reduce => Phase::Reduce,
+        };
+        let task = step.tasks_mut(phase).get_mut(attempt.task.index as usize)?;
+        let pos = task.attempts.iter().position(|a| a.id == *attempt)?;
+        Some((task, pos))
+    }
+
+    /// Extends the leases of what `worker` says it runs, without collecting
+    /// its pending cancellations (those go with the next heartbeat).
+    pub fn extend(&mut self, worker: WorkerId, running: &[AttemptId], now: u64) {
+        let lease_ms = self.config.lease_ms;
+        for id in running {
+            if let Some((task, pos)) = self.find(id)
+                && task.attempts[pos].worker == worker
+                && task.attempts[pos].status == AttemptStatus::Running
+            {
+                task.attempts[pos].lease_until = now + lease_ms;
+            }
+        }
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.last_seen = now;
+        }
+    }
+
+    /// Extends the leases of what `worker` says it runs; returns attempts it
+    /// should abandon.
+    pub fn heartbeat(
+        &mut self,
+        worker: WorkerId,
+        running: &[AttemptId],
+        now: u64,
+    ) -> Vec<AttemptId> {
+        let lease_ms = self.config.lease_ms;
+        let mut cancel = Vec::new();
+        for id in running {
+            match self.find(id) {
+                Some((task, pos))
+                    if task.attempts[pos].worker == worker
+                        && task.attempts[pos].status == AttemptStatus::Running =>
+                {
+                    task.attempts[pos].lease_until = now + lease_ms;
+                }
+                _ => cancel.push(*id),
+            }
+        }
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.last_seen = now;
+            cancel.append(&mut w.cancels);
+        }
+        cancel.sort();
+        cancel.dedup();
+        cancel
+    }
+
+    /// Checks a report against the attempt's lease and assigned buckets,
+    /// changing nothing (so outputs are looked up only for real leases).
+    pub fn check_report(
+        &mut self,
+        worker: WorkerId,
+        attempt: &AttemptId,
+        written: &[WrittenBucket],
+    ) -> Result<(), Rejected> {
+        let (task, pos) = self
+            .find(attempt)
+            .ok_or_else(|| Rejected::LeaseLost(attempt.to_string()))?;
+        let a = &task.attempts[pos];
+        if a.worker != worker || a.status != AttemptStatus::Running {
+            return Err(Rejected::LeaseLost(attempt.to_string()));
+        }
+        match_outputs(&a.outputs, written)
+            .map(|_| ())
+            .map_err(|why| Rejected::BadOutputs(attempt.to_string(), why))
+    }
+
+    /// Takes a successful attempt's outputs.
+    pub fn succeed(
+        &mut self,
+        worker: WorkerId,
+        attempt: &AttemptId,
+        written: &[WrittenBucket],
+        counters: &Counters,
+        elapsed_ms: u64,
+    ) -> Result<(), Rejected> {
+        let lost = || Rejected::LeaseLost(attempt.to_string());
+        let (task, pos) = self.find(attempt).ok_or_else(lost)?;
+        let a = &task.attempts[pos];
+        if a.worker != worker || a.status != AttemptStatus::Running {
+            return Err(lost());
+        }
+        let outputs = match_outputs(&a.outputs, written)
+            .map_err(|why| Rejected::BadOutputs(attempt.to_string(), why))?;
+        task.attempts[pos].status = AttemptStatus::Succeeded;
+        let mut losers = Vec::new();
+        if task.result.is_none() {
+            task.result = Some(TaskResult {
+                attempt: *attempt,
+                outputs,
+                counters: counters.clone(),
+                elapsed_ms,
+            });
+            for other in task
+                .attempts
+                .iter_mut()
+                .filter(|o| o.status == AttemptStatus::Running)
+            {
+                other.status = AttemptStatus::Cancelled;
+                losers.push((other.worker, other.id));
+            }
+            self.counters.merge(counters);
+        }
+        for (w, id) in losers {
+            if let Some(ws) = self.workers.get_mut(&w) {
+                ws.running.remove(&id);
+                ws.cancels.push(id);
+            }
+        }
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.running.remove(attempt);
+            w.done += 1;
+        }
+        self.advance();
+        Ok(())
+    }
+
+    /// Records a failed attempt; fails the job once the task is out of attempts.
+    pub fn fail(
+        &mut self,
+        worker: WorkerId,
+        attempt: &AttemptId,
+        reason: &str,
+        stderr_tail: &str,
+    ) -> Result<(), Rejected> {
+        let max = match attempt.task.kind {
+            TaskKind::Map => self.limits.map_attempts,
+            TaskKind::Reduce => self.limits.reduce_attempts,
+        };
+        let lost = || Rejected::LeaseLost(attempt.to_string());
+        let (task, pos) = self.find(attempt).ok_or_else(lost)?;
+        if task.attempts[pos].worker != worker
+            || task.attempts[pos].status != AttemptStatus::Running
+        {
+            return Err(lost());
+        }
+        task.attempts[pos].status = AttemptStatus::Failed;
+        task.failures += 1;
+        task.failed_on.insert(worker);
+        task.last_error = Some((reason.to_owned(), stderr_tail.to_owned()));
+        let give_up = task.result.is_none() && task.failures >= max;
+        let task_id = task.id;
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.running.remove(attempt);
+            w.failed += 1;
+        }
+        self.tally.failed += 1;
+        if give_up {
+            self.state = JobState::Failed {
+                task: task_id.to_string(),
+                reason: format!("{reason} ({max} attempts failed)"),
+                stderr_tail: stderr_tail.to_owned(),
+            };
+        }
+        Ok(())
+    }
+
+    /// Expires leases and drops silent workers. Returns whether anything changed.
+    pub fn tick(&mut self, now: u64) -> bool {
+        let timeout = self.config.worker_timeout_ms;
+        let task_limit = self
+            .limits
+            .task_timeout_secs
+            .saturating_mul(1000)
+            .saturating_add(self.config.lease_ms);
+        let mut dropped = BTreeSet::new();
+        for (id, w) in self.workers.iter_mut() {
+            if w.alive && w.last_seen + timeout < now {
+                w.alive = false;
+                dropped.insert(*id);
+            }
+        }
+        let mut changed = !dropped.is_empty();
+        let mut freed: Vec<(WorkerId, AttemptId)> = Vec::new();
+        let mut overran: Vec<(WorkerId, AttemptId)> = Vec::new();
+        for step in &mut self.steps {
+            for task in step.maps.iter_mut().chain(step.reduce_tasks.iter_mut()) {
+                for a in task
+                    .attempts
+                    .iter_mut()
+                    .filter(|a| a.status == AttemptStatus::Running)
+                {
+                    if now.saturating_sub(a.started) > task_limit {
+                        // The worker should have killed it; it keeps the lease
+                        // alive but never finishes: a failure, not a loss.
+                        overran.push((a.worker, a.id));
+                    } else if dropped.contains(&a.worker) || a.lease_until < now {
+                        a.status = AttemptStatus::Lost;
+                        freed.push((a.worker, a.id));
+                    }
+                }
+            }
+        }
+        for (w, id) in &freed {
+            if let Some(ws) = self.workers.get_mut(w) {
+                ws.running.remove(id);
+                ws.cancels.push(*id);
+            }
+            self.tally.lost += 1;
+            changed = true;
+        }
+        for (w, id) in overran {
+            let _ = self.fail(w, &id, "the task ran past its time limit", "");
+            if let Some(ws) = self.workers.get_mut(&w) {
+                ws.cancels.push(id);
+            }
+            changed = true;
+        }
+        changed
+    }
+
+    /// Moves through phases and steps that are complete.
+    fn advance(&mut self) {
+        while self.state == JobState::Running {
+            let Some(step) = self.steps.get_mut(self.current) else {
+                break;
+            };
+            if step.maps_done() && !step.map_only() && !step.reduces_created {
+                let inputs: Vec<Vec<BucketRef>> = (0..step.reduces)
+                    .map(|r| {
+                        step.maps
+                            .iter()
+                            .filter_map(|m| {
+                                m.result
+                                    .as_ref()
+                                    .and_then(|res| res.outputs.get(r as usize).cloned())
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let step_no = self.current as u32;
+                step.reduce_tasks = inputs
+                    .into_iter()
+                    .enumerate()
+                    .map(|(r, ins)| {
+                        Task::new(
+                            TaskId {
+                                step: step_no,
+                                kind: TaskKind::Reduce,
+                                index: r as u32,
+                            },
+                            ins,
+                        )
+                    })
+                    .collect();
+                step.reduces_created = true;
+            }
+            if !step.done() {
+                break;
+            }
+            let outputs = step.outputs();
+            self.current += 1;
+            match self.steps.get_mut(self.current) {
+                None => self.state = JobState::Succeeded,
+                Some(next) => {
+                    let step_no = self.current as u32;
+                    next.maps = outputs
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, out)| {
+                            Task::new(
+                                TaskId {
+                                    step: step_no,
+                                    kind: TaskKind::Map,
+                                    index: i as u32,
+                                },
+                                vec![out],
+                            )
+                        })
+                        .collect();
+                    next.inputs_closed = true;
+                }
+            }
+        }
+    }
+
+    /// Fails the job for a reason outside any task.
+    pub fn abort(&mut self, reason: &str) {
+        if self.state == JobState::Running {
+            self.state = JobState::Failed {
+                task: "-".into(),
+                reason: reason.to_owned(),
+                stderr_tail: String::new(),
+            };
+        }
+    }
+
+    /// The task's result if `attempt` is the one that won it.
+    pub fn result_of(&mut self, attempt: &AttemptId) -> Option<TaskResult> {
+        let (task, _) = self.find(attempt)?;
+        task.result
+            .as_ref()
+            .filter(|r| r.attempt == *attempt)
+            .cloned()
+    }
+
+    /// Why the job cannot progress, if it cannot.
+    pub fn stuck(&self) -> Option<String> {
+        if self.state == JobState::Running
+            && !self.workers.is_empty()
+            && self.workers.values().all(|w| !w.alive)
+        {
+            return Some(format!(
+                "all {} worker(s) left the job (silent for too long); run it again to gather a new cluster",
+                self.workers.len()
+            ));
+        }
+        let cap = self.limits.max_buckets_per_worker?;
+        let step = self.steps.first()?;
+        if self.current != 0
+            || step.phase() != Phase::Map
+            || !step.maps.iter().any(Task::is_pending)
+        {
+            return None;
+        }
+        let alive: Vec<&WorkerState> = self.workers.values().filter(|w| w.alive).collect();
+        let all_capped = !alive.is_empty()
+            && alive
+                .iter()
+                .all(|w| w.input_buckets.len() as u32 >= cap && w.running.is_empty());
+        all_capped.then(|| {
+            let left = step.maps.iter().filter(|t| t.is_pending()).count();
+            format!(
+                "every worker ({}) already holds its cap of {cap} input buckets and {left} buckets remain: raise tormr.max.buckets.per.worker or ask for more workers",
+                alive.len()
+            )
+        })
+    }
+
+    /// Progress of the current and finished phases.
+    pub fn phases(&self) -> Vec<PhaseStatus> {
+        let mut out = Vec::new();
+        for (i, step) in self.steps.iter().enumerate() {
+            let mut push = |kind, tasks: &Vec<Task>, open: bool| {
+                out.push(PhaseStatus {
+                    step: i as u32,
+                    kind: Some(kind),
+                    total: tasks.len() as u32,
+                    done: tasks.iter().filter(|t| t.result.is_some()).count() as u32,
+                    running: tasks
+                        .iter()
+                        .filter(|t| t.result.is_none() && t.running().next().is_some())
+                        .count() as u32,
+                    open,
+                });
+            };
+            push(TaskKind::Map, &step.maps, !step.inputs_closed);
+            if !step.map_only() {
+                let expected = if step.reduces_created {
+                    &step.reduce_tasks
+                } else {
+                    &Vec::new()
+                };
+                push(TaskKind::Reduce, expected, !step.reduces_created);
+                if let Some(last) = out.last_mut()
+                    && !step.reduces_created
+                {
+                    last.total = step.reduces;
+                }
+            }
+        }
+        out
+    }
+
+    pub fn workers(&self) -> Vec<WorkerSummary> {
+        self.workers
+            .iter()
+            .map(|(id, w)| WorkerSummary {
+                id: *id,
+                alive: w.alive,
+                running: w.running.len() as u32,
+                done: w.done,
+                failed: w.failed,
+                input_buckets: w.input_buckets.len() as u32,
+            })
+            .collect()
+    }
+
+    /// Framework counters about attempts, added to the job's counters.
+    pub fn job_counters(&self) -> Counters {
+        let mut c = self.counters.clone();
+        let t = &self.tally;
+        c.add(TORMR, "attempts launched", t.launched as i64);
+        c.add(TORMR, "attempts failed", t.failed as i64);
+        c.add(TORMR, "attempts lost", t.lost as i64);
+        c.add(TORMR, "speculative attempts", t.speculative as i64);
+        c
+    }
+}
+
+/// Pairs reported buckets with their slots (keys), refusing anything else.
+fn match_outputs(
+    slots: &[OutputSlot],
+    written: &[WrittenBucket],
+) -> Result<Vec<BucketRef>, String> {
+    if slots.len() != written.len() {
+        return Err(format!(
+            "expected {} output buckets, got {}",
+            slots.len(),
+            written.len()
+        ));
+    }
+    slots
+        .iter()
+        .zip(written)
+        .map(|(slot, w)| {
+            if slot.partition != w.partition || slot.bucket != w.bucket {
+                return Err(format!(
+                    "partition {} should be bucket {}, not {}",
+                    slot.partition, slot.bucket, w.bucket
+                ));
+            }
+            Ok(BucketRef {
+                bucket: w.bucket.clone(),
+                key: slot.key.clone(),
+                sealed_bytes: w.summary.sealed_bytes,
+                plain_bytes: w.summary.plain_bytes,
+                plain_digest: w.summary.plain_digest,
+                records: w.records,
+                source: None,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tormr_core::encoding::Digest;
+    use tormr_core::partition::KeySpec;
+    use tormr_core::seal::SealSummary;
+    use tormr_core::spec::StepSpec;
+
+    fn spec(steps: &[u32], cap: Option<u32>) -> JobSpec {
+        JobSpec {
+            name: "t".into(),
+            steps: steps
+                .iter()
+                .map(|&r| StepSpec {
+                    mapper: None,
+                    combiner: None,
+                    reducer: None,
+                    reduces: r,
+                    keys: KeySpec::default(),
+                    conf: Default::default(),
+                })
+                .collect(),
+            files: vec![],
+            env: Default::default(),
+            conf: Default::default(),
+            limits: JobLimits {
+                max_buckets_per_worker: cap,
+                map_attempts: 2,
+                ..JobLimits::default()
+            },
+        }
+    }
+
+    fn input(i: u32) -> BucketRef {
+        BucketRef {
+            bucket: BucketId::input(i),
+            key: BucketKey::random(),
+            sealed_bytes: 10,
+            plain_bytes: 10,
+            plain_digest: None,
+            records: 1,
+            source: None,
+        }
+    }
+
+    fn written(l: &Leased) -> Vec<WrittenBucket> {
+        l.outputs
+            .iter()
+            .map(|o| WrittenBucket {
+                partition: o.partition,
+                bucket: o.bucket.clone(),
+                summary: SealSummary {
+                    plain_bytes: 1,
+                    plain_digest: Some(Digest::default()),
+                    sealed_bytes: 1,
+                },
+                records: 1,
+            })
+            .collect()
+    }
+
+    fn take(s: &mut Scheduler, w: WorkerId, now: u64) -> Option<Leased> {
+        match s.assign(w, now) {
+            Assignment::Task(l) => Some(*l),
+            _ => None,
+        }
+    }
+
+    /// Runs a job to the end with `workers` workers taking turns.
+    fn run(steps: &[u32], inputs: u32, workers: u32) -> (Scheduler, Vec<u32>) {
+        let mut s = Scheduler::new(&spec(steps, None), SchedulerConfig::default());
+        for w in 0..workers {
+            s.join(w, 0);
+        }
+        for i in 0..inputs {
+            s.add_input(input(i));
+        }
+        s.close_input();
+        let mut per_worker = vec![0; workers as usize];
+        let mut now = 0;
+        while *s.state() == JobState::Running {
+            now += 1;
+            let leases: Vec<(WorkerId, Leased)> = (0..workers)
+                .filter_map(|w| take(&mut s, w, now).map(|l| (w, l)))
+                .collect();
+            assert!(!leases.is_empty(), "no progress possible");
+            for (w, l) in leases {
+                s.succeed(w, &l.attempt, &written(&l), &Counters::default(), 5)
+                    .unwrap();
+                per_worker[w as usize] += 1;
+            }
+        }
+        (s, per_worker)
+    }
+
+    #[test]
+    fn jobs_finish_with_one_two_and_three_workers() {
+        for workers in 1..=3 {
+            let (s, per) = run(&[3], 7, workers);
+            assert_eq!(*s.state(), JobState::Succeeded);
+            assert_eq!(s.outputs().len(), 3, "one output per reduce partition");
+            assert_eq!(per.iter().sum::<u32>(), 7 + 3);
+            assert!(per.iter().all(|&n| n > 0), "every worker got work: {per:?}");
+            let (s, _) = run(&[0], 4, workers);
+            assert_eq!(s.outputs().len(), 4, "map-only: one output per map");
+            let (s, _) = run(&[2, 1], 5, workers);
+            assert_eq!(
+                s.outputs().len(),
+                1,
+                "two steps chain through step 0's outputs"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_input_still_runs_reducers() {
+        let (s, per) = run(&[2], 0, 2);
+        assert_eq!(*s.state(), JobState::Succeeded);
+        assert_eq!(s.outputs().len(), 2);
+        assert_eq!(per.iter().sum::<u32>(), 2);
+    }
+
+    #[test]
+    fn reduce_tasks_read_their_partition_of_every_map() {
+        let mut s = Scheduler::new(&spec(&[2], None), SchedulerConfig::default());
+        s.join(0, 0);
+        for i in 0..3 {
+            s.add_input(input(i));
+        }
+        s.close_input();
+        for _ in 0..3 {
+            let l = take(&mut s, 0, 1).unwrap();
+            s.succeed(0, &l.attempt, &written(&l), &Counters::default(), 1)
+                .unwrap();
+        }
+        let r = take(&mut s, 0, 2).unwrap();
+        assert_eq!(r.attempt.task.kind, TaskKind::Reduce);
+        assert_eq!(r.inputs.len(), 3);
+        let p = r.attempt.task.index;
+        assert!(
+            r.inputs
+                .iter()
+                .all(|b| b.bucket.as_str().ends_with(&format!("-p{p:05}")))
+        );
+    }
+
+    #[test]
+    fn maps_wait_for_input_to_close() {
+        let mut s = Scheduler::new(&spec(&[1], None), SchedulerConfig::default());
+        s.join(0, 0);
+        s.add_input(input(0));
+        let l = take(&mut s, 0, 1).unwrap();
+        s.succeed(0, &l.attempt, &written(&l), &Counters::default(), 1)
+            .unwrap();
+        assert!(
+            matches!(s.assign(0, 2), Assignment::Wait),
+            "no reduce before input is closed"
+        );
+        s.add_input(input(1));
+        assert!(take(&mut s, 0, 3).is_some());
+    }
+
+    #[test]
+    fn bucket_cap_is_enforced() {
+        let mut s = Scheduler::new(&spec(&[1], Some(2)), SchedulerConfig::default());
+        s.join(0, 0);
+        s.join(1, 0);
+        for i in 0..5 {
+            s.add_input(input(i));
+        }
+        s.close_input();
+        for _ in 0..2 {
+            let l = take(&mut s, 0, 1).unwrap();
+            s.succeed(0, &l.attempt, &written(&l), &Counters::default(), 1)
+                .unwrap();
+        }
+        assert!(matches!(
+            s.assign(0, 2),
+            Assignment::CapReached { held: 2, cap: 2 }
+        ));
+        for _ in 0..2 {
+            let l = take(&mut s, 1, 3).unwrap();
+            s.succeed(1, &l.attempt, &written(&l), &Counters::default(), 1)
+                .unwrap();
+        }
+        assert!(s.stuck().is_some(), "both capped with one bucket left");
+    }
+
+    #[test]
+    fn lost_leases_are_requeued_and_late_reports_refused() {
+        let cfg = SchedulerConfig {
+            lease_ms: 100,
+            worker_timeout_ms: 1000,
+            ..SchedulerConfig::default()
+        };
+        let mut s = Scheduler::new(&spec(&[0], None), cfg);
+        s.join(0, 0);
+        s.join(1, 0);
+        s.add_input(input(0));
+        s.close_input();
+        let first = take(&mut s, 0, 0).unwrap();
+        assert!(take(&mut s, 1, 1).is_none());
+        // Worker 0 keeps heartbeating worker 1 is idle; lease holds.
+        s.heartbeat(0, &[first.attempt], 90);
+        assert!(!s.tick(150));
+        // Then worker 0 goes quiet: the lease expires and worker 1 gets the task.
+        assert!(s.tick(300));
+        let second = take(&mut s, 1, 301).unwrap();
+        assert_eq!(second.attempt.task, first.attempt.task);
+        assert_ne!(second.attempt, first.attempt);
+        // Worker 0's late report is refused, and its heartbeat says to cancel.
+        assert!(matches!(
+            s.succeed(0, &first.attempt, &written(&first), &Counters::default(), 1),
+            Err(Rejected::LeaseLost(_))
+        ));
+        assert_eq!(s.heartbeat(0, &[first.attempt], 302), vec![first.attempt]);
+        s.succeed(
+            1,
+            &second.attempt,
+            &written(&second),
+            &Counters::default(),
+            1,
+        )
+        .unwrap();
+        assert_eq!(*s.state(), JobState::Succeeded);
+        assert_eq!(s.tally().lost, 1);
+    }
+
+    #[test]
+    fn attempts_past_their_time_limit_fail_the_job_eventually() {
+        let mut s = Scheduler::new(
+            &spec(&[0], None),
+            SchedulerConfig {
+                lease_ms: 100,
+                ..SchedulerConfig::default()
+            },
+        );
+        s.limits.task_timeout_secs = 1;
+        s.join(0, 0);
+        s.add_input(input(0));
+        s.close_input();
+        let mut now = 0;
+        for attempt in 1..=2 {
+            let l = take(&mut s, 0, now).unwrap();
+            assert_eq!(l.attempt.attempt, attempt);
+            // The worker keeps heartbeating but the task never ends.
+            for _ in 0..20 {
+                now += 90;
+                s.heartbeat(0, &[l.attempt], now);
+                s.tick(now);
+            }
+        }
+        assert!(
+            matches!(s.state(), JobState::Failed { reason, .. } if reason.contains("time limit")),
+            "{:?}",
+            s.state()
+        );
+    }
+
+    #[test]
+    fn a_job_whose_workers_all_left_is_stuck() {
+        let cfg = SchedulerConfig {
+            worker_timeout_ms: 100,
+            ..SchedulerConfig::default()
+        };
+        let mut s = Scheduler::new(&spec(&[1], None), cfg);
+        assert!(
+            s.stuck().is_none(),
+            "no worker yet is not stuck: they may still come"
+        );
+        s.join(0, 0);
+        s.tick(500);
+        assert!(s.stuck().unwrap().contains("left the job"));
+    }
+
+    #[test]
+    fn silent_workers_are_dropped() {
+        let cfg = SchedulerConfig {
+            lease_ms: 10_000,
+            worker_timeout_ms: 100,
+            ..SchedulerConfig::default()
+        };
+        let mut s = Scheduler::new(&spec(&[0], None), cfg);
+        s.join(0, 0);
+        s.join(1, 0);
+        s.add_input(input(0));
+        s.close_input();
+        let _ = take(&mut s, 0, 0).unwrap();
+        s.heartbeat(1, &[], 150);
+        assert!(s.tick(150));
+        assert!(!s.is_alive(0));
+        assert!(take(&mut s, 1, 151).is_some());
+    }
+
+    #[test]
+    fn failures_retry_elsewhere_then_fail_the_job() {
+        let mut s = Scheduler::new(&spec(&[1], None), SchedulerConfig::default());
+        s.join(0, 0);
+        s.join(1, 0);
+        s.add_input(input(0));
+        s.close_input();
+        let a = take(&mut s, 0, 1).unwrap();
+        s.fail(0, &a.attempt, "exit 1", "Traceback: boom").unwrap();
+        assert!(
+            take(&mut s, 0, 2).is_none(),
+            "worker 0 failed it; worker 1 should get it"
+        );
+        let b = take(&mut s, 1, 3).unwrap();
+        s.fail(1, &b.attempt, "exit 1", "Traceback: boom").unwrap();
+        match s.state() {
+            JobState::Failed {
+                task, stderr_tail, ..
+            } => {
+                assert_eq!(task, "s0-m-00000");
+                assert!(stderr_tail.contains("boom"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(s.assign(1, 4), Assignment::Done));
+    }
+
+    #[test]
+    fn stragglers_get_a_backup_and_the_first_result_wins() {
+        let mut s = Scheduler::new(
+            &spec(&[0], None),
+            SchedulerConfig {
+                speculate_after_ms: 50,
+                ..SchedulerConfig::default()
+            },
+        );
+        s.join(0, 0);
+        s.join(1, 0);
+        s.add_input(input(0));
+        s.add_input(input(1));
+        s.close_input();
+        let slow = take(&mut s, 0, 0).unwrap();
+        let fast = take(&mut s, 1, 0).unwrap();
+        s.succeed(1, &fast.attempt, &written(&fast), &Counters::default(), 10)
+            .unwrap();
+        assert!(take(&mut s, 1, 20).is_none(), "too early to speculate");
+        let backup = take(&mut s, 1, 100).unwrap();
+        assert!(backup.speculative);
+        assert_eq!(backup.attempt.task, slow.attempt.task);
+        s.succeed(
+            1,
+            &backup.attempt,
+            &written(&backup),
+            &Counters::default(),
+            10,
+        )
+        .unwrap();
+        assert_eq!(*s.state(), JobState::Succeeded);
+        assert_eq!(
+            s.heartbeat(0, &[slow.attempt], 101),
+            vec![slow.attempt],
+            "the slow copy is cancelled"
+        );
+    }
+
+    #[test]
+    fn reports_must_match_the_assigned_buckets() {
+        let mut s = Scheduler::new(&spec(&[2], None), SchedulerConfig::default());
+        s.join(0, 0);
+        s.add_input(input(0));
+        let l = take(&mut s, 0, 1).unwrap();
+        let mut w = written(&l);
+        w.pop();
+        assert!(matches!(
+            s.succeed(0, &l.attempt, &w, &Counters::default(), 1),
+            Err(Rejected::BadOutputs(..))
+        ));
+        let mut w = written(&l);
+        w[0].bucket = BucketId::parse("in-00000").unwrap();
+        assert!(matches!(
+            s.succeed(0, &l.attempt, &w, &Counters::default(), 1),
+            Err(Rejected::BadOutputs(..))
+        ));
+    }
+}

@@ -1,0 +1,338 @@
+//! The job master's worker API over loopback HTTP, with a real data layer:
+//! tickets, proofs, the bucket cap, body limits, and what the data layer sees.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tormr_core::identity::{Identity, Signed};
+use tormr_core::ids::{JobId, RequestId, TicketId};
+use tormr_core::partition::KeySpec;
+use tormr_core::spec::{JobLimits, JobSpec, StepSpec};
+use tormr_core::store::memory::MemoryStore;
+use tormr_core::token::TokenSecret;
+use tormr_core::wire::bulletin::JoinTicket;
+use tormr_core::wire::job::{Join, JoinProof, Lease, LeaseAnswer};
+use tormr_datalayer::client::no_progress;
+use tormr_datalayer::{DataClient, DataLayer, DataLayerConfig, DirStore};
+use tormr_jobmaster::clock::SystemClock;
+use tormr_jobmaster::input::{list_inputs, plan_slices, upload_inputs};
+use tormr_jobmaster::records::ClusterRecord;
+use tormr_jobmaster::scheduler::SchedulerConfig;
+use tormr_jobmaster::service::WorkerApi;
+use tormr_jobmaster::{JobMaster, JobMasterConfig};
+use tormr_net::tcp::TcpTransport;
+use tormr_net::transport::ServiceSpec;
+use tormr_net::{HttpClient, Server, ServerConfig, Transport};
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    transport: Arc<dyn Transport>,
+    jm: Arc<JobMaster>,
+    job_key: Arc<Identity>,
+    board: Identity,
+    request: RequestId,
+    api: Server,
+    _data: Server,
+    data: DataClient,
+}
+
+fn spec(cap: Option<u32>) -> JobSpec {
+    JobSpec {
+        name: "t".into(),
+        steps: vec![StepSpec {
+            mapper: Some("cat".into()),
+            combiner: None,
+            reducer: None,
+            reduces: 1,
+            keys: KeySpec::default(),
+            conf: BTreeMap::new(),
+        }],
+        files: vec![],
+        env: BTreeMap::new(),
+        conf: BTreeMap::new(),
+        limits: JobLimits {
+            max_buckets_per_worker: cap,
+            bucket_bytes: 1024,
+            ..JobLimits::default()
+        },
+    }
+}
+
+async fn fixture(cap: Option<u32>) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let transport: Arc<dyn Transport> = Arc::new(TcpTransport::new());
+    let secret = TokenSecret::random();
+    let store = Arc::new(DirStore::open(&dir.path().join("d")).unwrap());
+    let d = Server::spawn(
+        transport.publish(&ServiceSpec::new("d")).await.unwrap(),
+        Arc::new(DataLayer::new(
+            store,
+            secret.clone(),
+            DataLayerConfig::default(),
+        )),
+        ServerConfig::default(),
+    );
+    let job = JobId::random();
+    let data = DataClient::new(
+        vec![HttpClient::new(transport.clone(), d.address().clone())],
+        job.clone(),
+    );
+    let job_key = Arc::new(Identity::generate());
+    let jm = JobMaster::create(JobMasterConfig {
+        job,
+        spec: spec(cap),
+        identity: job_key.clone(),
+        datalayer: d.address().clone(),
+        secret,
+        store: Arc::new(MemoryStore::new()),
+        files: BTreeMap::new(),
+        scheduler: SchedulerConfig::default(),
+        heartbeat_secs: 10,
+        data: data.clone(),
+        clock: Arc::new(SystemClock),
+    })
+    .await
+    .unwrap();
+    let board = Identity::generate();
+    let request = RequestId::random();
+    jm.set_cluster(ClusterRecord {
+        board: board.public(),
+        request: request.clone(),
+    })
+    .await
+    .unwrap();
+    let api = Server::spawn(
+        transport.publish(&ServiceSpec::new("j")).await.unwrap(),
+        Arc::new(WorkerApi(jm.clone())),
+        ServerConfig::default(),
+    );
+    Fixture {
+        dir,
+        transport,
+        jm,
+        job_key,
+        board,
+        request,
+        api,
+        _data: d,
+        data,
+    }
+}
+
+impl Fixture {
+    fn ticket(&self, worker: &Identity) -> Signed<JoinTicket> {
+        let now = tormr_core::unix_now();
+        Signed::sign(
+            &self.board,
+            &JoinTicket {
+                ticket: TicketId::random(),
+                request: self.request.clone(),
+                job_key: self.job_key.public(),
+                job_address: self.api.address().to_string(),
+                worker: worker.public(),
+                issued_at: now,
+                expires_at: now + 600,
+            },
+        )
+    }
+
+    fn join(&self, ticket: Signed<JoinTicket>, prover: &Identity) -> Join {
+        let t = ticket.open().unwrap();
+        let proof = JoinProof {
+            ticket: t.ticket,
+            job_key: t.job_key,
+            issued_at: tormr_core::unix_now(),
+        };
+        Join {
+            ticket,
+            proof: Signed::sign(prover, &proof),
+        }
+    }
+
+    fn client(&self) -> HttpClient {
+        HttpClient::new(self.transport.clone(), self.api.address().clone())
+    }
+
+    async fn upload(&self, text: &str) -> u32 {
+        let path = self.dir.path().join("input.txt");
+        std::fs::write(&path, text).unwrap();
+        let files = Arc::new(list_inputs(&[path]).unwrap());
+        let slices = plan_slices(&files, self.jm.spec().limits.bucket_bytes).unwrap();
+        let staging = self.dir.path().join("staging");
+        std::fs::create_dir_all(&staging).unwrap();
+        let n = upload_inputs(
+            &self.jm,
+            &self.data,
+            files,
+            slices,
+            &staging,
+            2,
+            no_progress(),
+        )
+        .await
+        .unwrap();
+        self.jm.close_input(n).await.unwrap();
+        n
+    }
+}
+
+#[tokio::test]
+async fn a_valid_ticket_joins_once() {
+    let f = fixture(None).await;
+    let me = Identity::generate();
+    let ticket = f.ticket(&me);
+    let joined = f.client().call(&f.join(ticket.clone(), &me)).await.unwrap();
+    assert_eq!(&joined.job, f.jm.job());
+    // The same ticket again (a replay, even by its owner) is refused.
+    let err = f.client().call(&f.join(ticket, &me)).await.unwrap_err();
+    assert_eq!(err.code(), Some("ticket_used"), "{err}");
+}
+
+#[tokio::test]
+async fn forged_and_misdirected_tickets_are_refused() {
+    let f = fixture(None).await;
+    let me = Identity::generate();
+    // Signed by someone who is not the board.
+    let mut forged = f.ticket(&me);
+    let fake_board = Identity::generate();
+    let payload: JoinTicket = forged.open().unwrap();
+    forged = Signed::sign(&fake_board, &payload);
+    let err = f.client().call(&f.join(forged, &me)).await.unwrap_err();
+    assert_eq!(err.code(), Some("forbidden"), "{err}");
+    // A real ticket presented by a thief who lacks the worker's key.
+    let thief = Identity::generate();
+    let err = f
+        .client()
+        .call(&f.join(f.ticket(&me), &thief))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("forbidden"), "{err}");
+    // A ticket for another job's key.
+    let mut other = f.ticket(&me).open().unwrap();
+    other.job_key = Identity::generate().public();
+    let err = f
+        .client()
+        .call(&f.join(Signed::sign(&f.board, &other), &me))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("another job"), "{err}");
+    // An expired ticket.
+    let mut old = f.ticket(&me).open().unwrap();
+    old.expires_at = 10;
+    let err = f
+        .client()
+        .call(&f.join(Signed::sign(&f.board, &old), &me))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("expired"), "{err}");
+    // Every call without a session is refused.
+    let err = f
+        .client()
+        .with_bearer("made-up")
+        .call(&Lease {
+            wait_secs: 0,
+            running: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("session_unknown"));
+}
+
+#[tokio::test]
+async fn a_worker_at_its_bucket_cap_is_refused_more_input() {
+    let f = fixture(Some(2)).await;
+    let lines: String = (0..400).map(|i| format!("line {i}\n")).collect();
+    assert!(f.upload(&lines).await > 2, "need more buckets than the cap");
+    let me = Identity::generate();
+    let joined = f.client().call(&f.join(f.ticket(&me), &me)).await.unwrap();
+    let worker = f.client().with_bearer(&joined.session);
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        match worker
+            .call(&Lease {
+                wait_secs: 0,
+                running: held.clone(),
+            })
+            .await
+            .unwrap()
+        {
+            LeaseAnswer::Task { task } => held.push(task.attempt),
+            other => panic!("expected a task, got {other:?}"),
+        }
+    }
+    let err = worker
+        .call(&Lease {
+            wait_secs: 0,
+            running: held,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("bucket_cap_reached"), "{err}");
+}
+
+#[tokio::test]
+async fn oversized_and_malformed_bodies_are_refused() {
+    let f = fixture(None).await;
+    let http = f.client();
+    let big = vec![b'x'; 8 << 20];
+    let req = http
+        .request(http::Method::POST, "/v1/join")
+        .body(tormr_net::body::full(big))
+        .unwrap();
+    let err = http.send(req, Duration::from_secs(10)).await.unwrap_err();
+    assert_eq!(err.code(), Some("too_large"), "{err}");
+    let req = http
+        .request(http::Method::POST, "/v1/join")
+        .body(tormr_net::body::full("{\"ticket\": 5}"))
+        .unwrap();
+    let err = http.send(req, Duration::from_secs(10)).await.unwrap_err();
+    assert_eq!(err.code(), Some("bad_request"), "{err}");
+    // The service is still up.
+    let me = Identity::generate();
+    assert!(http.call(&f.join(f.ticket(&me), &me)).await.is_ok());
+}
+
+#[tokio::test]
+async fn the_data_layer_never_holds_plaintext() {
+    let f = fixture(None).await;
+    let marker = "zanzibar-plaintext-marker";
+    let text: String = (0..2000)
+        .map(|i| format!("{marker} {i} some words to fill the bucket\n"))
+        .collect();
+    let buckets = f.upload(&text).await;
+    assert!(buckets > 10);
+    let mut files = 0;
+    for entry in walk(&f.dir.path().join("d")) {
+        let bytes = std::fs::read(&entry).unwrap();
+        files += 1;
+        assert!(
+            !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+            "plaintext found in {}",
+            entry.display()
+        );
+        assert!(
+            !bytes.windows(11).any(|w| w == b"some words "),
+            "plaintext found in {}",
+            entry.display()
+        );
+    }
+    assert!(
+        files >= buckets as usize,
+        "expected the sealed buckets on disk"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -1,0 +1,47 @@
+//! What a volunteer offers and how it behaves.
+
+use std::path::PathBuf;
+use std::time::Duration;
+use tormr_core::identity::PublicKey;
+use tormr_core::wire::bulletin::ExecutorKind;
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Identity key, job files and scratch space live here.
+    pub state_dir: PathBuf,
+    /// Tasks run at once (the cores offered).
+    pub slots: u32,
+    pub memory_mb: u64,
+    /// The most sort buffer a task may use, whatever the job asks.
+    pub sort_buffer_cap: u64,
+    /// The owner key this worker serves as a fully trusted worker.
+    pub trusted_by: Option<PublicKey>,
+    /// Leave after one job instead of returning to the board.
+    pub once: bool,
+    /// How long each long-poll waits.
+    pub poll_wait: Duration,
+    /// Largest job file accepted.
+    pub max_file_bytes: u64,
+    /// Parallel lanes (circuits, over Tor) for bucket transfers.
+    pub data_lanes: usize,
+}
+
+impl WorkerConfig {
+    pub fn new(state_dir: PathBuf) -> Self {
+        WorkerConfig {
+            state_dir,
+            slots: 1,
+            memory_mb: 1024,
+            sort_buffer_cap: 256 << 20,
+            trusted_by: None,
+            once: false,
+            poll_wait: Duration::from_secs(25),
+            max_file_bytes: 1 << 30,
+            data_lanes: 4,
+        }
+    }
+
+    pub fn executors(&self, executor: ExecutorKind) -> Vec<ExecutorKind> {
+        vec![executor]
+    }
+}

@@ -1,0 +1,133 @@
+//! Executors run job code: a command line fed on stdin, read on stdout.
+//!
+//! The [`Executor`] trait is the seam between the task logic (which only sees
+//! byte streams) and how code is isolated: [`process::ProcessExecutor`] runs a
+//! child process (only for the volunteer's own jobs); a container executor
+//! plugs in behind the same trait.
+
+pub mod process;
+
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tormr_core::wire::bulletin::ExecutorKind;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct ExecSpec {
+    /// A shell command line, as Streaming's `-mapper` takes it.
+    pub command: String,
+    pub env: BTreeMap<String, String>,
+    /// The attempt's working directory (job files are linked into it).
+    pub workdir: PathBuf,
+    /// Scratch space for the task (`TMPDIR`).
+    pub tmpdir: PathBuf,
+    /// Wall-clock limit; the process is killed after it.
+    pub timeout: Duration,
+}
+
+/// Why job code could not be run at all (its own failures are exit codes).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExecError {
+    #[error("could not start {command:?}: {why}")]
+    Start { command: String, why: String },
+    #[error("the command line {command:?} is not valid: {why}")]
+    BadCommand { command: String, why: String },
+}
+
+/// How the code ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+    /// Killed by the executor because it ran past its time limit.
+    TimedOut,
+    /// Killed because the task was cancelled.
+    Cancelled,
+}
+
+impl Exit {
+    pub fn success(&self) -> bool {
+        *self == Exit::Code(0)
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Exit::Code(c) => format!("exited with status {c}"),
+            Exit::Signal(s) => format!("was killed by signal {s}"),
+            Exit::TimedOut => "ran past its time limit and was killed".into(),
+            Exit::Cancelled => "was cancelled".into(),
+        }
+    }
+}
+
+/// A started command: its three streams and a handle to wait for or kill it.
+pub struct Started {
+    pub stdin: Box<dyn AsyncWrite + Send + Unpin>,
+    pub stdout: Box<dyn AsyncRead + Send + Unpin>,
+    pub stderr: Box<dyn AsyncRead + Send + Unpin>,
+    pub handle: Box<dyn RunHandle>,
+}
+
+#[async_trait]
+pub trait RunHandle: Send {
+    /// Waits for the end (does not enforce any limit).
+    async fn wait(&mut self) -> Exit;
+    /// Kills the code and everything it started.
+    async fn kill(&mut self);
+}
+
+#[async_trait]
+pub trait Executor: Send + Sync + 'static {
+    fn kind(&self) -> ExecutorKind;
+    async fn start(&self, spec: &ExecSpec) -> Result<Started, ExecError>;
+}
+
+/// Whether a command line needs a shell (pipes, redirections, variables…).
+pub fn needs_shell(command: &str) -> bool {
+    let first_word_assigns = command
+        .split_whitespace()
+        .next()
+        .is_some_and(|w| w.contains('='));
+    first_word_assigns
+        || command
+            .chars()
+            .any(|c| "|&;<>()$`\\\"'*?[]#~{}\n".contains(c))
+}
+
+/// The argv for a command line: split into words when it is plain, given to
+/// `sh -c` otherwise.
+pub fn argv(command: &str) -> Result<Vec<String>, ExecError> {
+    if needs_shell(command) {
+        return Ok(vec!["/bin/sh".into(), "-c".into(), command.to_owned()]);
+    }
+    let words = shell_words::split(command).map_err(|e| ExecError::BadCommand {
+        command: command.to_owned(),
+        why: e.to_string(),
+    })?;
+    if words.is_empty() {
+        return Err(ExecError::BadCommand {
+            command: command.to_owned(),
+            why: "it is empty".into(),
+        });
+    }
+    Ok(words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_commands_are_split_and_shell_ones_wrapped() {
+        assert_eq!(
+            argv("python3 mapper.py --step-num=0").unwrap(),
+            ["python3", "mapper.py", "--step-num=0"]
+        );
+        assert_eq!(argv("cut -f1 | sort").unwrap()[..2], ["/bin/sh", "-c"]);
+        assert!(argv("   ").is_err());
+    }
+}

@@ -1,0 +1,34 @@
+//! tormr-worker is the volunteer's daemon ("Bob", "Carl").
+//!
+//! A worker is only ever a client: it registers its pseudonym with a bulletin
+//! board, long-polls for a ticket, joins the job master named in the ticket,
+//! and then leases tasks, streams their sealed inputs from the data layer,
+//! runs the job's code over them through an [`executor::Executor`], partitions
+//! and sorts map output (spilling beyond a bounded buffer), seals and uploads
+//! the results and reports their digests. Nothing of a job stays on the
+//! machine after it ends.
+//!
+//! # Layout
+//!
+//! - [`volunteer`]: register, wait for a ticket, join, repeat.
+//! - [`session`]: one joined job: prefetching fetcher, runners, heartbeat.
+//! - [`task`]: one attempt: inputs → job code → shuffle → sealed outputs.
+//! - [`shuffle`]: partitioning, the sort buffer and spills, k-way merges.
+//! - [`run`]: job code as a stdin/stdout filter with a watchdog.
+//! - [`executor`]: how job code is run ([`executor::process`]).
+//! - [`stderr`]: counters and the failure tail from job code's stderr.
+//! - [`files`]: the job's files, fetched and linked into each attempt.
+//! - [`config`]: what the volunteer offers.
+
+pub mod config;
+pub mod executor;
+pub mod files;
+pub mod run;
+pub mod session;
+pub mod shuffle;
+pub mod stderr;
+pub mod task;
+pub mod volunteer;
+
+pub use config::WorkerConfig;
+pub use volunteer::{Volunteer, WorkerError};

@@ -1,0 +1,470 @@
+//! One joined job on the worker's side: fetch the job's files, then lease,
+//! download, run, upload and report until the job master says the job is done.
+//!
+//! A fetcher leases the next task and downloads its inputs while the runners
+//! work on the current ones (one task of prefetch), and a heartbeat keeps the
+//! leases alive and tells the worker which attempts to abandon.
+
+use crate::config::WorkerConfig;
+use crate::executor::Executor;
+use crate::files::{fetch_all, prepare_workdir};
+use crate::task::{TaskEnv, TaskFailed, run_task};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tormr_core::counters::Counters;
+use tormr_core::ids::AttemptId;
+use tormr_core::wire::codes;
+use tormr_core::wire::job::{
+    Heartbeat, Joined, Lease, LeaseAnswer, Outcome, Report, TaskAssignment,
+};
+use tormr_datalayer::DataClient;
+use tormr_datalayer::client::no_progress;
+use tormr_net::client::with_retries;
+use tormr_net::{ClientError, HttpClient};
+
+/// How a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// The job finished.
+    JobDone,
+    /// The job master dropped this worker or cannot be reached.
+    Lost(String),
+    /// The worker is shutting down.
+    Stopped,
+}
+
+/// A task whose inputs are on disk, ready to run.
+struct Ready {
+    task: TaskAssignment,
+    inputs: Vec<PathBuf>,
+    cancel: CancellationToken,
+    /// Held until the task is finished: bounds leases to slots + 1.
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+type Running = Arc<Mutex<BTreeMap<AttemptId, CancellationToken>>>;
+
+struct Shared {
+    jm: HttpClient,
+    data: DataClient,
+    joined: Joined,
+    dir: PathBuf,
+    executor: Arc<dyn Executor>,
+    config: WorkerConfig,
+    running: Running,
+    /// Fires when the session must stop (job done, lost, or worker stopping).
+    end: CancellationToken,
+    outcome: Mutex<Option<SessionEnd>>,
+    /// Attempts this worker finished (for the traffic summary).
+    tasks_done: std::sync::atomic::AtomicU32,
+}
+
+impl Shared {
+    fn running_ids(&self) -> Vec<AttemptId> {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    fn finish(&self, how: SessionEnd) {
+        let mut slot = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert(how);
+        self.end.cancel();
+    }
+
+    fn forget(&self, attempt: &AttemptId) {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(attempt);
+    }
+}
+
+/// Runs one joined job to its end.
+pub async fn run_session(
+    jm: HttpClient,
+    data: DataClient,
+    joined: Joined,
+    executor: Arc<dyn Executor>,
+    config: WorkerConfig,
+    stop: CancellationToken,
+) -> SessionEnd {
+    let dir = config.state_dir.join("jobs").join(joined.job.as_str());
+    let shared = Arc::new(Shared {
+        jm,
+        data,
+        dir: dir.clone(),
+        executor,
+        running: Arc::new(Mutex::new(BTreeMap::new())),
+        end: stop.child_token(),
+        outcome: Mutex::new(None),
+        tasks_done: std::sync::atomic::AtomicU32::new(0),
+        config,
+        joined,
+    });
+    let end = match fetch_all(
+        &shared.jm,
+        &shared.joined.spec.files,
+        &dir.join("files"),
+        shared.config.max_file_bytes,
+    )
+    .await
+    {
+        Err(e) => SessionEnd::Lost(format!("could not fetch the job's files: {e}")),
+        Ok(()) => drive(shared.clone()).await,
+    };
+    // Round trips are what cost over Tor: say what this job took.
+    let jm = shared.jm.stats();
+    let (data_requests, data_connections) = shared.data.traffic();
+    tracing::info!(
+        "traffic: {} task(s); job master: {} request(s) on {} connection(s); data layer: {} request(s) on {} connection(s)",
+        shared.tasks_done.load(std::sync::atomic::Ordering::Relaxed),
+        jm.requests(),
+        jm.connections(),
+        data_requests,
+        data_connections
+    );
+    // Whatever happened, leave no job data behind.
+    let _ = tokio::fs::remove_dir_all(&dir).await;
+    if stop.is_cancelled() {
+        SessionEnd::Stopped
+    } else {
+        end
+    }
+}
+
+async fn drive(shared: Arc<Shared>) -> SessionEnd {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Ready>(1);
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(heartbeat(shared.clone()));
+    for _ in 0..shared.config.slots.max(1) {
+        tasks.spawn(runner(shared.clone(), rx.clone()));
+    }
+    let fetched = fetcher(shared.clone(), tx).await;
+    // The fetcher ended: let runners drain the queue, then stop the heartbeat.
+    let heartbeat_stop = shared.end.clone();
+    if let Some(end) = fetched {
+        shared.finish(end);
+    }
+    while tasks.len() > 1 {
+        if tasks.join_next().await.is_none() {
+            break;
+        }
+        if tasks.len() == 1 {
+            heartbeat_stop.cancel();
+        }
+    }
+    heartbeat_stop.cancel();
+    while tasks.join_next().await.is_some() {}
+    let outcome = shared
+        .outcome
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    outcome.unwrap_or(SessionEnd::JobDone)
+}
+
+/// Leases tasks and downloads their inputs; returns how the session ends.
+async fn fetcher(shared: Arc<Shared>, tx: tokio::sync::mpsc::Sender<Ready>) -> Option<SessionEnd> {
+    let mut failing_since: Option<Instant> = None;
+    // One lease per slot plus one being prefetched, never more.
+    let leases = Arc::new(tokio::sync::Semaphore::new(
+        shared.config.slots.max(1) as usize + 1,
+    ));
+    loop {
+        if shared.end.is_cancelled() {
+            return None;
+        }
+        let slot = tokio::select! {
+            _ = shared.end.cancelled() => return None,
+            permit = leases.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return None,
+            },
+        };
+        let lease = Lease {
+            wait_secs: shared.config.poll_wait.as_secs(),
+            running: shared.running_ids(),
+        };
+        let answer = tokio::select! {
+            _ = shared.end.cancelled() => return None,
+            a = shared.jm.call(&lease) => a,
+        };
+        match answer {
+            Ok(LeaseAnswer::Task { task }) => {
+                failing_since = None;
+                let cancel = shared.end.child_token();
+                shared
+                    .running
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(task.attempt, cancel.clone());
+                match download_inputs(&shared, &task).await {
+                    Ok(inputs) => {
+                        if tx
+                            .send(Ready {
+                                task: *task,
+                                inputs,
+                                cancel,
+                                _slot: slot,
+                            })
+                            .await
+                            .is_err()
+                        {
+                            return None;
+                        }
+                    }
+                    Err(why) => {
+                        let failed = TaskFailed {
+                            reason: why,
+                            exit_code: None,
+                            stderr_tail: String::new(),
+                            counters: Counters::default(),
+                            cancelled: false,
+                        };
+                        report_failure(&shared, &task, failed, 0).await;
+                        shared.forget(&task.attempt);
+                    }
+                }
+            }
+            Ok(LeaseAnswer::Wait) => failing_since = None,
+            Ok(LeaseAnswer::Done) => return Some(SessionEnd::JobDone),
+            Err(e) if e.code() == Some(codes::BUCKET_CAP) => {
+                // Only input is left and this worker holds its share: wait for other work.
+                tracing::debug!("{e}");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) if e.code() == Some(codes::SESSION) => {
+                return Some(SessionEnd::Lost(e.to_string()));
+            }
+            Err(e) if e.is_retryable() => {
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(300) {
+                    return Some(SessionEnd::Lost(format!(
+                        "the job master has been unreachable for 5 minutes: {e}"
+                    )));
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Some(SessionEnd::Lost(e.to_string())),
+        }
+    }
+}
+
+async fn download_inputs(shared: &Shared, task: &TaskAssignment) -> Result<Vec<PathBuf>, String> {
+    let dir = shared.dir.join("in").join(task.attempt.to_string());
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let mut paths = Vec::with_capacity(task.inputs.len());
+    for (i, input) in task.inputs.iter().enumerate() {
+        let path = dir.join(format!("{i:05}.sealed"));
+        shared
+            .data
+            .get_to_file(&input.bucket, &input.token, &path, no_progress())
+            .await
+            .map_err(|e| format!("downloading input {}: {e}", input.bucket))?;
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
+async fn runner(
+    shared: Arc<Shared>,
+    rx: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Ready>>>,
+) {
+    loop {
+        let next = {
+            let mut rx = rx.lock().await;
+            rx.recv().await
+        };
+        let Some(ready) = next else { return };
+        let attempt = ready.task.attempt;
+        run_one(&shared, ready).await;
+        shared.forget(&attempt);
+    }
+}
+
+async fn run_one(shared: &Arc<Shared>, ready: Ready) {
+    let attempt = ready.task.attempt;
+    let work = shared.dir.join("work").join(attempt.to_string());
+    let scratch = work.join(".tormr-tmp");
+    let staging = shared.dir.join("out").join(attempt.to_string());
+    let started = Instant::now();
+    let prepared = prepare_workdir(&shared.dir.join("files"), &work)
+        .map_err(|e| e.to_string())
+        .and_then(|_| std::fs::create_dir_all(&scratch).map_err(|e| e.to_string()))
+        .and_then(|_| std::fs::create_dir_all(&staging).map_err(|e| e.to_string()));
+    let outcome = match prepared {
+        Err(why) => Err(TaskFailed {
+            reason: format!("preparing the task folder: {why}"),
+            exit_code: None,
+            stderr_tail: String::new(),
+            counters: Counters::default(),
+            cancelled: false,
+        }),
+        Ok(()) => {
+            let env = TaskEnv {
+                rt: tokio::runtime::Handle::current(),
+                executor: shared.executor.clone(),
+                job: shared.joined.job.clone(),
+                workdir: work.clone(),
+                scratch: scratch.clone(),
+                staging: staging.clone(),
+                cancel: ready.cancel.clone(),
+                sort_buffer_cap: shared.config.sort_buffer_cap,
+            };
+            let task = ready.task.clone();
+            let inputs = ready.inputs.clone();
+            tokio::task::spawn_blocking(move || run_task(&env, &task, &inputs))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(TaskFailed {
+                        reason: format!("the task runner crashed: {e}"),
+                        exit_code: None,
+                        stderr_tail: String::new(),
+                        counters: Counters::default(),
+                        cancelled: false,
+                    })
+                })
+        }
+    };
+    // Inputs are plaintext-capable material: drop them as soon as possible.
+    let _ = tokio::fs::remove_dir_all(shared.dir.join("in").join(attempt.to_string())).await;
+    let _ = tokio::fs::remove_dir_all(&work).await;
+    let elapsed = started.elapsed().as_millis() as u64;
+    match outcome {
+        Ok(done) => {
+            if ready.cancel.is_cancelled() {
+                let _ = tokio::fs::remove_dir_all(&staging).await;
+                return;
+            }
+            let mut outputs = Vec::with_capacity(done.written.len());
+            let mut upload_error = None;
+            for ((written, path), slot) in done.written.iter().zip(&ready.task.outputs) {
+                if let Err(e) = shared
+                    .data
+                    .put_file(&written.bucket, &slot.token, path, no_progress())
+                    .await
+                {
+                    upload_error = Some(format!("uploading {}: {e}", written.bucket));
+                    break;
+                }
+                outputs.push(written.clone());
+            }
+            let _ = tokio::fs::remove_dir_all(&staging).await;
+            match upload_error {
+                None => {
+                    tracing::info!("task {attempt} done in {:.1} s", elapsed as f64 / 1000.0);
+                    shared
+                        .tasks_done
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    send_report(
+                        shared,
+                        Report {
+                            attempt,
+                            outcome: Outcome::Succeeded { outputs },
+                            counters: done.counters,
+                            elapsed_ms: elapsed,
+                        },
+                    )
+                    .await;
+                }
+                Some(why) => {
+                    let failed = TaskFailed {
+                        reason: why,
+                        exit_code: None,
+                        stderr_tail: String::new(),
+                        counters: done.counters,
+                        cancelled: false,
+                    };
+                    report_failure(shared, &ready.task, failed, elapsed).await;
+                }
+            }
+        }
+        Err(failed) => {
+            let _ = tokio::fs::remove_dir_all(&staging).await;
+            if failed.cancelled || ready.cancel.is_cancelled() {
+                tracing::debug!("task {attempt} abandoned");
+                return;
+            }
+            tracing::info!("task {attempt} failed: {}", failed.reason);
+            report_failure(shared, &ready.task, failed, elapsed).await;
+        }
+    }
+}
+
+async fn report_failure(
+    shared: &Shared,
+    task: &TaskAssignment,
+    failed: TaskFailed,
+    elapsed_ms: u64,
+) {
+    let report = Report {
+        attempt: task.attempt,
+        outcome: Outcome::Failed {
+            reason: failed.reason,
+            exit_code: failed.exit_code,
+            stderr_tail: failed.stderr_tail,
+        },
+        counters: failed.counters,
+        elapsed_ms,
+    };
+    send_report(shared, report).await;
+}
+
+async fn send_report(shared: &Shared, report: Report) {
+    let attempt = report.attempt;
+    match with_retries(6, || shared.jm.call(&report)).await {
+        Ok(answer) if !answer.accepted => {
+            tracing::info!("report for {attempt} not taken: {}", answer.note)
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("could not report {attempt}: {e}"),
+    }
+}
+
+async fn heartbeat(shared: Arc<Shared>) {
+    let every = Duration::from_secs(shared.joined.heartbeat_secs.clamp(1, 60));
+    loop {
+        tokio::select! {
+            _ = shared.end.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let hb = Heartbeat {
+            running: shared.running_ids(),
+        };
+        match shared.jm.call(&hb).await {
+            Ok(answer) => {
+                let running = shared.running.lock().unwrap_or_else(|p| p.into_inner());
+                for id in &answer.cancel {
+                    if let Some(token) = running.get(id) {
+                        tracing::debug!(
+                            "abandoning {id}: the job master says another copy won or the lease is gone"
+                        );
+                        token.cancel();
+                    }
+                }
+            }
+            Err(ClientError::Api { code, .. }) if code == codes::SESSION => {
+                shared.finish(SessionEnd::Lost(
+                    "the job master dropped this worker".into(),
+                ));
+                return;
+            }
+            Err(e) => tracing::debug!("heartbeat failed: {e}"),
+        }
+    }
+}
+
+/// Where a job's working data lives on this worker.
+pub fn job_dir(state: &Path, job: &str) -> PathBuf {
+    state.join("jobs").join(job)
+}
