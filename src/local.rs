@@ -1,0 +1,148 @@
+//! `local[N]`: a bulletin, a data layer and N workers in this process, over
+//! loopback TCP, speaking the same protocol with the same encryption as a
+//! cluster over Tor.
+
+use crate::owner::Cluster;
+use anyhow::{Context, Result, bail};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tormr_bulletin::{BoardConfig, Bulletin, BulletinClient};
+use tormr_core::identity::Identity;
+use tormr_core::store::memory::MemoryStore;
+use tormr_core::token::TokenSecret;
+use tormr_datalayer::{DataLayer, DataLayerConfig, DirStore};
+use tormr_net::tcp::TcpTransport;
+use tormr_net::transport::ServiceSpec;
+use tormr_net::{HttpClient, Server, ServerConfig, Transport};
+use tormr_worker::executor::process::ProcessExecutor;
+use tormr_worker::{Volunteer, WorkerConfig};
+
+/// Parses `local[N]` (and `local` for one worker).
+pub fn parse_local(cluster: &str) -> Option<Result<u32>> {
+    let rest = cluster.strip_prefix("local")?;
+    if rest.is_empty() {
+        return Some(Ok(1));
+    }
+    let n = rest.strip_prefix('[').and_then(|r| r.strip_suffix(']'));
+    Some(match n.map(str::parse::<u32>) {
+        Some(Ok(n)) if (1..=64).contains(&n) => Ok(n),
+        _ => Err(anyhow::anyhow!(
+            "--cluster {cluster:?}: expected local[N] with N from 1 to 64"
+        )),
+    })
+}
+
+pub struct LocalCluster {
+    pub cluster: Cluster,
+    servers: Vec<Server>,
+    stop: CancellationToken,
+    workers: tokio::task::JoinSet<()>,
+}
+
+impl LocalCluster {
+    pub async fn start(workers: u32, dir: &Path) -> Result<Self> {
+        if workers == 0 {
+            bail!("a local cluster needs at least one worker");
+        }
+        let transport: Arc<dyn Transport> = Arc::new(TcpTransport::new());
+        let stop = CancellationToken::new();
+        let publish = |name: &str| ServiceSpec::new(name);
+
+        let board = Bulletin::open(
+            Arc::new(MemoryStore::new()),
+            Identity::generate(),
+            BoardConfig::default(),
+        )
+        .await?;
+        board.spawn_ticker(stop.clone());
+        let bulletin = Server::spawn(
+            transport.publish(&publish("bulletin")).await?,
+            board,
+            ServerConfig::default(),
+        );
+
+        let secret = TokenSecret::random();
+        let store = Arc::new(
+            DirStore::open(&dir.join("datalayer")).context("creating the local data layer")?,
+        );
+        let datalayer = Server::spawn(
+            transport.publish(&publish("datalayer")).await?,
+            Arc::new(DataLayer::new(
+                store,
+                secret.clone(),
+                DataLayerConfig::default(),
+            )),
+            ServerConfig::default(),
+        );
+
+        let bulletin_client = BulletinClient::new(HttpClient::new(
+            transport.clone(),
+            bulletin.address().clone(),
+        ));
+        let mut running = tokio::task::JoinSet::new();
+        for i in 0..workers {
+            let mut config = WorkerConfig::new(dir.join("workers").join(i.to_string()));
+            config.once = true;
+            config.poll_wait = Duration::from_secs(5);
+            let volunteer = Volunteer {
+                config,
+                identity: Arc::new(Identity::generate()),
+                transport: transport.clone(),
+                bulletin: bulletin_client.clone(),
+                executor: Arc::new(ProcessExecutor),
+            };
+            let stop = stop.clone();
+            running.spawn(async move {
+                if let Err(e) = volunteer.run(stop).await {
+                    tracing::error!("local worker {i} stopped: {e}");
+                }
+            });
+        }
+        let cluster = Cluster {
+            data_transport: transport.clone(),
+            transport,
+            bulletin: bulletin.address().clone(),
+            datalayer: datalayer.address().clone(),
+            datalayer_for_workers: datalayer.address().clone(),
+            secret,
+            workers,
+            min_workers: workers,
+            wait: Duration::from_secs(60),
+            lanes: 1,
+        };
+        Ok(LocalCluster {
+            cluster,
+            servers: vec![bulletin, datalayer],
+            stop,
+            workers: running,
+        })
+    }
+
+    /// Stops the workers and services.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            while self.workers.join_next().await.is_some() {}
+        })
+        .await;
+        for s in self.servers.drain(..) {
+            s.shutdown(Duration::from_secs(2)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_cluster_specs() {
+        assert_eq!(parse_local("local[3]").unwrap().unwrap(), 3);
+        assert_eq!(parse_local("local").unwrap().unwrap(), 1);
+        assert!(parse_local("local[0]").unwrap().is_err());
+        assert!(parse_local("local[x]").unwrap().is_err());
+        assert!(parse_local("tor://abc.onion").is_none());
+    }
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests: the real `tormr` binary running whole jobs in local mode,
+//! checked against references computed another way. One test binary, shared
+//! helpers in `util`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod errors;
+mod mrjob;
+mod util;
+mod wordcount;
