@@ -1,0 +1,214 @@
+//! Whole jobs over a private Tor network: a bulletin, three workers and the
+//! owner as separate processes, every service an onion service, and every
+//! process's sockets audited while the jobs run.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod roles;
+mod sockets;
+#[path = "../e2e/util.rs"]
+mod util;
+
+use roles::*;
+use std::time::Duration;
+use util::*;
+
+#[test]
+fn wordcount_and_a_multi_step_mrjob_over_tor_match_local_mode() {
+    let _serial = serial();
+    let net = net();
+    let dir = tempfile::tempdir().unwrap();
+    let bulletin = Service::start("bulletin", &dir.path().join("bulletin"), net);
+    let workers: Vec<Proc> = (0..3)
+        .map(|i| {
+            Proc::worker(
+                &bulletin.address,
+                &dir.path().join(format!("worker{i}")),
+                net,
+            )
+        })
+        .collect();
+    let auditor = Auditor::start(
+        net,
+        [bulletin.proc.pid()]
+            .into_iter()
+            .chain(workers.iter().map(Proc::pid))
+            .collect(),
+    );
+
+    let text = corpus(4000, 700, 11);
+    let input = write(dir.path(), "corpus.txt", &text);
+    let ex = repo().join("examples/wordcount");
+    let wordcount = |cluster: &[String], out: &std::path::Path| {
+        let mut cmd = tormr();
+        cmd.arg("submit")
+            .args(cluster)
+            .arg("-input")
+            .arg(&input)
+            .arg("-output")
+            .arg(out);
+        cmd.args([
+            "-mapper",
+            "python3 mapper.py",
+            "-reducer",
+            "python3 reducer.py",
+            "-combiner",
+            "python3 reducer.py",
+        ])
+        .args(["-numReduceTasks", "3", "-D", "tormr.bucket.bytes=64k"])
+        .arg("-file")
+        .arg(ex.join("mapper.py"))
+        .arg("-file")
+        .arg(ex.join("reducer.py"));
+        cmd
+    };
+    let local = dir.path().join("local");
+    run_ok(&mut wordcount(
+        &["--cluster".into(), "local[2]".into()],
+        &local,
+    ));
+    let over_tor = dir.path().join("tor");
+    let tor_cluster = bulletin.tor_cluster(3, net);
+    let owner = auditor.run_owner(&mut wordcount(&tor_cluster, &over_tor));
+    assert_eq!(
+        read_parts(&over_tor),
+        read_parts(&local),
+        "Tor-mode output must equal local-mode output byte for byte"
+    );
+    assert_eq!(sorted_output(&over_tor), direct_wordcount(&text));
+
+    // A multi-step mrjob script with shipped files, on the same cluster.
+    require_mrjob();
+    let script = repo().join("examples/mrjob/mr_top_words.py");
+    let mrjob = |cluster: &[String], out: &std::path::Path| {
+        let mut cmd = tormr();
+        cmd.arg("submit")
+            .args(cluster)
+            .arg("--mrjob")
+            .arg(&script)
+            .arg("-input")
+            .arg(&input)
+            .arg("-output")
+            .arg(out);
+        cmd.args(["-D", "tormr.bucket.bytes=64k", "--", "--top", "6"]);
+        cmd
+    };
+    let local_top = dir.path().join("local-top");
+    run_ok(&mut mrjob(
+        &["--cluster".into(), "local[2]".into()],
+        &local_top,
+    ));
+    let tor_top = dir.path().join("tor-top");
+    let owner2 = auditor.run_owner(&mut mrjob(&bulletin.tor_cluster(3, net), &tor_top));
+    assert_eq!(read_parts(&tor_top), read_parts(&local_top));
+
+    let report = auditor.finish();
+    report.assert_clean();
+    // Control traffic per task is a handful of requests on reused connections.
+    let mut tasks_seen = 0;
+    for (i, w) in workers.iter().enumerate() {
+        for t in traffic(&w.log()) {
+            tasks_seen += t.tasks;
+            assert!(
+                t.jm_connections <= 3,
+                "worker{i} opened {} connections to the job master",
+                t.jm_connections
+            );
+            assert!(
+                t.jm_requests <= 3 * t.tasks + 8,
+                "worker{i}: {} job-master requests for {} tasks",
+                t.jm_requests,
+                t.tasks
+            );
+            // Bulk lanes are reused: at most one connection per lane (4) and a retry or two.
+            assert!(
+                t.data_connections <= 6,
+                "worker{i} opened {} data-layer connections",
+                t.data_connections
+            );
+            assert!(
+                t.data_requests <= 8 * t.tasks + 4,
+                "worker{i}: {} data-layer requests for {} tasks",
+                t.data_requests,
+                t.tasks
+            );
+            eprintln!("worker{i}: {t:?}");
+        }
+    }
+    assert!(tasks_seen > 0, "no traffic summary in the workers' logs");
+    // Logs at their default level name no job's onion address, no payload.
+    let logs: Vec<(String, String)> = [("bulletin".to_string(), bulletin.proc.log())]
+        .into_iter()
+        .chain(
+            workers
+                .iter()
+                .enumerate()
+                .map(|(i, w)| (format!("worker{i}"), w.log())),
+        )
+        .chain([
+            ("owner".to_string(), owner),
+            ("owner (mrjob)".to_string(), owner2),
+        ])
+        .collect();
+    for (who, log) in &logs {
+        for onion in onion_addresses(log) {
+            assert_eq!(
+                onion,
+                bulletin.address.host(),
+                "{who}'s log names an onion address other than the public bulletin's"
+            );
+        }
+        let payload_word = text.split_whitespace().max_by_key(|w| w.len()).unwrap();
+        assert!(!log.contains(payload_word), "{who}'s log contains job data");
+    }
+}
+
+#[test]
+fn a_restarted_bulletin_keeps_its_address_and_its_volunteers() {
+    let _serial = serial();
+    let net = net();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("bulletin");
+    let first = Service::start("bulletin", &state, net);
+    let address = first.address.clone();
+    let worker = Proc::worker(&address, &dir.path().join("worker"), net);
+    wait_for(Duration::from_secs(120), "the worker to register", || {
+        board_volunteers(&address, dir.path(), net) == Some(1)
+    });
+    drop(worker);
+    drop(first);
+    let second = Service::start("bulletin", &state, net);
+    assert_eq!(
+        second.address, address,
+        "the board's onion address must survive a restart"
+    );
+    assert_eq!(
+        board_volunteers(&address, dir.path(), net),
+        Some(1),
+        "the board's state must survive a restart"
+    );
+}
+
+#[test]
+fn forged_and_replayed_tickets_are_refused_over_tor() {
+    let _serial = serial();
+    tickets_over_tor(net());
+}
+
+#[test]
+fn the_socket_audit_catches_a_process_that_is_not_using_tor() {
+    let _serial = serial();
+    let net = net();
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "in.txt", &corpus(2000, 300, 3));
+    let auditor = Auditor::start(net, vec![]);
+    // local[1] runs over loopback TCP: it listens and connects outside Tor.
+    let mut cmd = submit(1, &input, &dir.path().join("out"));
+    cmd.args(["-mapper", "sleep 2; cat", "-reducer", "cat"]);
+    auditor.run_owner(&mut cmd);
+    let report = auditor.finish();
+    assert!(
+        report.has_violations(),
+        "the audit must flag plain TCP sockets"
+    );
+}
