@@ -2,9 +2,10 @@
 //!
 //! The [`Executor`] trait is the seam between the task logic (which only sees
 //! byte streams) and how code is isolated: [`process::ProcessExecutor`] runs a
-//! child process (only for the volunteer's own jobs); a container executor
-//! plugs in behind the same trait.
+//! child process (only for the volunteer's own jobs); [`docker::DockerExecutor`]
+//! runs it in a locked-down container, the sandbox for strangers' jobs.
 
+pub mod docker;
 pub mod process;
 
 use async_trait::async_trait;
@@ -22,6 +23,8 @@ pub struct ExecSpec {
     pub env: BTreeMap<String, String>,
     /// The attempt's working directory (job files are linked into it).
     pub workdir: PathBuf,
+    /// The job's files themselves (a container mounts them read-only).
+    pub files: PathBuf,
     /// Scratch space for the task (`TMPDIR`).
     pub tmpdir: PathBuf,
     /// Wall-clock limit; the process is killed after it.
@@ -47,6 +50,8 @@ pub enum Exit {
     TimedOut,
     /// Killed because the task was cancelled.
     Cancelled,
+    /// Killed by the kernel at its memory limit (in bytes).
+    OutOfMemory(u64),
 }
 
 impl Exit {
@@ -60,6 +65,9 @@ impl Exit {
             Exit::Signal(s) => format!("was killed by signal {s}"),
             Exit::TimedOut => "ran past its time limit and was killed".into(),
             Exit::Cancelled => "was cancelled".into(),
+            Exit::OutOfMemory(limit) => {
+                format!("was killed at its memory limit of {} MiB", limit >> 20)
+            }
         }
     }
 }
@@ -78,6 +86,8 @@ pub trait RunHandle: Send {
     async fn wait(&mut self) -> Exit;
     /// Kills the code and everything it started.
     async fn kill(&mut self);
+    /// Frees what the run held once it has ended (a container is removed).
+    async fn cleanup(&mut self) {}
 }
 
 #[async_trait]

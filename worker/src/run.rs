@@ -67,6 +67,7 @@ pub fn run_filter<T: Send>(
                 Exit::Cancelled
             }
         };
+        handle.cleanup().await;
         let _ = exit_tx.send(exit);
     });
 

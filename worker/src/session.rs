@@ -298,8 +298,9 @@ async fn run_one(shared: &Arc<Shared>, ready: Ready) {
     let scratch = work.join(".tormr-tmp");
     let staging = shared.dir.join("out").join(attempt.to_string());
     let started = Instant::now();
-    let prepared = prepare_workdir(&shared.dir.join("files"), &work)
+    let prepared = std::fs::create_dir_all(shared.dir.join("files"))
         .map_err(|e| e.to_string())
+        .and_then(|_| prepare_workdir(&shared.dir.join("files"), &work).map_err(|e| e.to_string()))
         .and_then(|_| std::fs::create_dir_all(&scratch).map_err(|e| e.to_string()))
         .and_then(|_| std::fs::create_dir_all(&staging).map_err(|e| e.to_string()));
     let outcome = match prepared {
@@ -316,6 +317,7 @@ async fn run_one(shared: &Arc<Shared>, ready: Ready) {
                 executor: shared.executor.clone(),
                 job: shared.joined.job.clone(),
                 workdir: work.clone(),
+                files: shared.dir.join("files"),
                 scratch: scratch.clone(),
                 staging: staging.clone(),
                 cancel: ready.cancel.clone(),

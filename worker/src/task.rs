@@ -32,6 +32,8 @@ pub struct TaskEnv {
     pub job: JobId,
     /// The attempt's working directory, with the job's files in it.
     pub workdir: PathBuf,
+    /// The job's files (shared by its attempts, read-only).
+    pub files: PathBuf,
     /// Scratch space: spills and `TMPDIR`.
     pub scratch: PathBuf,
     /// Where sealed outputs are written before upload.
@@ -126,6 +128,7 @@ fn spec(env: &TaskEnv, task: &TaskAssignment, command: &str, deadline: Instant) 
         command: command.to_owned(),
         env: task.env.clone(),
         workdir: env.workdir.clone(),
+        files: env.files.clone(),
         tmpdir: env.scratch.clone(),
         timeout: deadline.saturating_duration_since(Instant::now()),
     }

@@ -1,0 +1,380 @@
+//! Job code in a fresh Docker container per run, through the engine's API
+//! (bollard). This is the sandbox that lets a volunteer run a stranger's code:
+//! no network, a read-only root with only a size-capped tmpfs `/tmp` to write
+//! to, memory (without swap), CPU and process limits, every capability
+//! dropped, no privilege gain, a non-root numeric user, and the job's files
+//! mounted read-only as the working directory. stdin and stdout are streamed
+//! through the attach connection, so a bucket never sits in memory whole.
+//!
+//! Every container carries the label `tormr.worker=<id>`, and is removed when
+//! its run ends or is dropped; [`DockerExecutor::sweep`] removes whatever an
+//! interrupted worker left behind.
+
+use super::{ExecError, ExecSpec, Executor, Exit, RunHandle, Started, argv};
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use tokio::io::AsyncWriteExt;
+use tormr_core::wire::bulletin::ExecutorKind;
+
+/// Where the job's files appear inside the container (and its working folder).
+pub const JOB_DIR: &str = "/job";
+/// The numeric user job code runs as (`nobody` on Debian).
+pub const JOB_USER: &str = "65534:65534";
+/// How much output may wait between the container and the task before the
+/// container is paused by back-pressure.
+const PIPE_BYTES: usize = 256 * 1024;
+
+/// What a container may use: the volunteer's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub memory_bytes: u64,
+    /// CPUs, in billionths (Docker's `NanoCpus`).
+    pub nano_cpus: u64,
+    pub pids: u64,
+    /// Size of the writable `/tmp`.
+    pub tmp_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 1 << 30,
+            nano_cpus: 1_000_000_000,
+            pids: 256,
+            tmp_bytes: 1 << 30,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DockerError {
+    #[error(
+        "no Docker engine answers at {socket} ({why}); start it (systemctl start docker), \
+         or give the worker access to its socket"
+    )]
+    NoEngine { socket: String, why: String },
+    #[error("the Docker engine refused {what}: {why}")]
+    Refused { what: String, why: String },
+}
+
+/// Runs each task in a fresh container of `image`.
+#[derive(Clone)]
+pub struct DockerExecutor {
+    docker: Docker,
+    image: String,
+    limits: Limits,
+    worker_label: String,
+}
+
+impl std::fmt::Debug for DockerExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerExecutor")
+            .field("image", &self.image)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Connects to the local engine (`DOCKER_HOST` if it names a unix socket,
+/// else `/var/run/docker.sock`) and checks that it answers.
+pub async fn connect() -> Result<Docker, DockerError> {
+    let socket = std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(str::to_owned))
+        .unwrap_or_else(|| "/var/run/docker.sock".into());
+    connect_at(&socket).await
+}
+
+/// Connects to the engine at a unix socket and checks that it answers.
+pub async fn connect_at(socket: &str) -> Result<Docker, DockerError> {
+    let no_engine = |why: String| DockerError::NoEngine {
+        socket: socket.to_owned(),
+        why,
+    };
+    let docker = Docker::connect_with_unix(socket, 120, bollard::API_DEFAULT_VERSION)
+        .map_err(|e| no_engine(e.to_string()))?;
+    // Debian's engine speaks an older API than bollard's default.
+    let docker = docker
+        .negotiate_version()
+        .await
+        .map_err(|e| no_engine(e.to_string()))?;
+    docker.ping().await.map_err(|e| no_engine(e.to_string()))?;
+    Ok(docker)
+}
+
+impl DockerExecutor {
+    /// An executor for `image` (a name or id the local engine knows) whose
+    /// containers are labelled with `worker_label`, a name for this worker
+    /// that is stable across its restarts.
+    pub fn new(docker: Docker, image: &str, limits: Limits, worker_label: &str) -> Self {
+        DockerExecutor {
+            docker,
+            image: image.to_owned(),
+            limits,
+            worker_label: worker_label.to_owned(),
+        }
+    }
+
+    /// Removes every container this worker left behind (after a crash or a
+    /// kill -9); returns how many.
+    pub async fn sweep(&self) -> Result<usize, DockerError> {
+        let filters = HashMap::from([(
+            "label".to_owned(),
+            vec![format!("tormr.worker={}", self.worker_label)],
+        )]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let found = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| DockerError::Refused {
+                what: "listing containers".into(),
+                why: e.to_string(),
+            })?;
+        let mut removed = 0;
+        for c in found {
+            if let Some(id) = c.id
+                && remove(&self.docker, &id).await
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn container_body(&self, spec: &ExecSpec, argv: Vec<String>) -> ContainerCreateBody {
+        let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        env.push("TMPDIR=/tmp".into());
+        env.push("HOME=/tmp".into());
+        env.push(format!("PATH={JOB_DIR}:/usr/local/bin:/usr/bin:/bin"));
+        let memory = i64::try_from(self.limits.memory_bytes).unwrap_or(i64::MAX);
+        let host = HostConfig {
+            network_mode: Some("none".into()),
+            readonly_rootfs: Some(true),
+            tmpfs: Some(HashMap::from([(
+                "/tmp".to_owned(),
+                // Owned by the job's user: an image's own /tmp mode would
+                // otherwise carry over and may forbid writing.
+                format!(
+                    "rw,nosuid,nodev,size={},mode=1777,uid=65534,gid=65534",
+                    self.limits.tmp_bytes
+                ),
+            )])),
+            memory: Some(memory),
+            // Swap equal to memory: no swap at all.
+            memory_swap: Some(memory),
+            nano_cpus: Some(i64::try_from(self.limits.nano_cpus).unwrap_or(i64::MAX)),
+            pids_limit: Some(i64::try_from(self.limits.pids).unwrap_or(i64::MAX)),
+            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            mounts: Some(vec![Mount {
+                typ: Some(MountType::BIND),
+                source: Some(spec.files.display().to_string()),
+                target: Some(JOB_DIR.into()),
+                read_only: Some(true),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        ContainerCreateBody {
+            image: Some(self.image.clone()),
+            cmd: Some(argv),
+            entrypoint: Some(vec![]),
+            env: Some(env),
+            working_dir: Some(JOB_DIR.into()),
+            user: Some(JOB_USER.into()),
+            attach_stdin: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            open_stdin: Some(true),
+            // The container's stdin closes when ours does: the code sees EOF.
+            stdin_once: Some(true),
+            tty: Some(false),
+            network_disabled: Some(true),
+            labels: Some(HashMap::from([(
+                "tormr.worker".to_owned(),
+                self.worker_label.clone(),
+            )])),
+            host_config: Some(host),
+            ..Default::default()
+        }
+    }
+}
+
+/// Force-removes a container; true if it was there.
+async fn remove(docker: &Docker, id: &str) -> bool {
+    let options = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
+    docker.remove_container(id, Some(options)).await.is_ok()
+}
+
+struct ContainerRun {
+    docker: Docker,
+    id: String,
+    memory_bytes: u64,
+    removed: bool,
+}
+
+#[async_trait]
+impl RunHandle for ContainerRun {
+    async fn wait(&mut self) -> Exit {
+        let mut waits = self.docker.wait_container(&self.id, None);
+        let code = match waits.next().await {
+            Some(Ok(r)) => r.status_code,
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+            Some(Err(e)) => {
+                tracing::warn!("waiting for a container: {e}");
+                -1
+            }
+            None => -1,
+        };
+        let oom = self
+            .docker
+            .inspect_container(&self.id, None)
+            .await
+            .ok()
+            .and_then(|i| i.state)
+            .and_then(|s| s.oom_killed)
+            .unwrap_or(false);
+        if oom {
+            Exit::OutOfMemory(self.memory_bytes)
+        } else if code > 128 && code < 160 {
+            // Docker reports a signal death as 128 + the signal's number.
+            Exit::Signal((code - 128) as i32)
+        } else {
+            Exit::Code(i32::try_from(code).unwrap_or(-1))
+        }
+    }
+
+    async fn kill(&mut self) {
+        let options = KillContainerOptionsBuilder::default()
+            .signal("SIGKILL")
+            .build();
+        // 409 (no longer running) is fine: it is dead either way.
+        let _ = self.docker.kill_container(&self.id, Some(options)).await;
+    }
+
+    async fn cleanup(&mut self) {
+        if !self.removed {
+            remove(&self.docker, &self.id).await;
+            self.removed = true;
+        }
+    }
+}
+
+impl Drop for ContainerRun {
+    fn drop(&mut self) {
+        // A run abandoned without cleanup (a panic, a cancelled task): remove
+        // the container in the background; `sweep` catches what this misses.
+        if !self.removed
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let (docker, id) = (self.docker.clone(), self.id.clone());
+            rt.spawn(async move {
+                remove(&docker, &id).await;
+            });
+        }
+    }
+}
+
+/// Copies the multiplexed attach output into two pipes, one per stream.
+async fn demux(
+    mut output: std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>,
+    >,
+    mut stdout: tokio::io::DuplexStream,
+    mut stderr: tokio::io::DuplexStream,
+) {
+    let mut stdout_open = true;
+    while let Some(item) = output.next().await {
+        match item {
+            Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                // A reader that went away (it had all it wanted) must not
+                // stop stderr from being collected.
+                if stdout_open && stdout.write_all(&message).await.is_err() {
+                    stdout_open = false;
+                }
+            }
+            Ok(LogOutput::StdErr { message }) => {
+                let _ = stderr.write_all(&message).await;
+            }
+            Ok(LogOutput::StdIn { .. }) => {}
+            Err(e) => {
+                tracing::debug!("container output ended: {e}");
+                break;
+            }
+        }
+    }
+    let _ = stdout.shutdown().await;
+    let _ = stderr.shutdown().await;
+}
+
+#[async_trait]
+impl Executor for DockerExecutor {
+    fn kind(&self) -> ExecutorKind {
+        ExecutorKind::Docker
+    }
+
+    async fn start(&self, spec: &ExecSpec) -> Result<Started, ExecError> {
+        let words = argv(&spec.command)?;
+        let refused = |what: &str, e: bollard::errors::Error| ExecError::Start {
+            command: spec.command.clone(),
+            why: format!("the Docker engine refused to {what} a container: {e}"),
+        };
+        let options = CreateContainerOptionsBuilder::default().build();
+        let created = self
+            .docker
+            .create_container(Some(options), self.container_body(spec, words))
+            .await
+            .map_err(|e| refused("create", e))?;
+        let mut run = ContainerRun {
+            docker: self.docker.clone(),
+            id: created.id,
+            memory_bytes: self.limits.memory_bytes,
+            removed: false,
+        };
+        // Attach before start, so no output is lost.
+        let attach = AttachContainerOptionsBuilder::default()
+            .stream(true)
+            .stdin(true)
+            .stdout(true)
+            .stderr(true)
+            .logs(false)
+            .build();
+        let attached = match self.docker.attach_container(&run.id, Some(attach)).await {
+            Ok(a) => a,
+            Err(e) => {
+                run.cleanup().await;
+                return Err(refused("attach to", e));
+            }
+        };
+        if let Err(e) = self.docker.start_container(&run.id, None).await {
+            run.cleanup().await;
+            return Err(refused("start", e));
+        }
+        let (out_writer, out_reader) = tokio::io::duplex(PIPE_BYTES);
+        let (err_writer, err_reader) = tokio::io::duplex(PIPE_BYTES);
+        // The pump ends when the container's output does (it exits or is killed).
+        tokio::spawn(demux(attached.output, out_writer, err_writer));
+        Ok(Started {
+            stdin: Box::new(attached.input),
+            stdout: Box::new(out_reader),
+            stderr: Box::new(err_reader),
+            handle: Box::new(run),
+        })
+    }
+}
