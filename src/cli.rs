@@ -230,6 +230,11 @@ pub struct SubmitArgs {
     /// Python interpreter for mrjob scripts (on the owner's and workers' machines).
     #[arg(long, default_value = "python3")]
     pub python: String,
+    /// Run the job's commands in containers of this image of your local
+    /// Docker engine (no network, read-only root, limits, non-root). Local
+    /// mode only for now: workers over Tor cannot receive images yet.
+    #[arg(long, value_name = "NAME")]
+    pub image: Option<String>,
     /// Print a machine-readable summary on stdout at the end.
     #[arg(long)]
     pub json: bool,

@@ -2,6 +2,7 @@
 //! loopback TCP, speaking the same protocol with the same encryption as a
 //! cluster over Tor.
 
+use crate::UsageError;
 use crate::owner::Cluster;
 use anyhow::{Context, Result, bail};
 use std::path::Path;
@@ -16,6 +17,8 @@ use tormr_datalayer::{DataLayer, DataLayerConfig, DirStore};
 use tormr_net::tcp::TcpTransport;
 use tormr_net::transport::ServiceSpec;
 use tormr_net::{HttpClient, Server, ServerConfig, Transport};
+use tormr_worker::executor::Executor;
+use tormr_worker::executor::docker::{self, DockerExecutor, Limits};
 use tormr_worker::executor::process::ProcessExecutor;
 use tormr_worker::{Volunteer, WorkerConfig};
 
@@ -42,10 +45,13 @@ pub struct LocalCluster {
 }
 
 impl LocalCluster {
-    pub async fn start(workers: u32, dir: &Path) -> Result<Self> {
+    /// Starts the cluster; its workers run job code in containers of
+    /// `image` (of the local Docker engine) when one is given.
+    pub async fn start(workers: u32, dir: &Path, image: Option<&str>) -> Result<Self> {
         if workers == 0 {
             bail!("a local cluster needs at least one worker");
         }
+        let executor = local_executor(image).await?;
         let transport: Arc<dyn Transport> = Arc::new(TcpTransport::new());
         let stop = CancellationToken::new();
         let publish = |name: &str| ServiceSpec::new(name);
@@ -91,7 +97,7 @@ impl LocalCluster {
                 identity: Arc::new(Identity::generate()),
                 transport: transport.clone(),
                 bulletin: bulletin_client.clone(),
-                executor: Arc::new(ProcessExecutor),
+                executor: executor.clone(),
             };
             let stop = stop.clone();
             running.spawn(async move {
@@ -145,4 +151,22 @@ mod tests {
         assert!(parse_local("local[x]").unwrap().is_err());
         assert!(parse_local("tor://abc.onion").is_none());
     }
+}
+
+/// The executor of local workers: the owner's own code, so a plain process,
+/// unless she asked for containers of an image.
+async fn local_executor(image: Option<&str>) -> Result<Arc<dyn Executor>> {
+    let Some(image) = image else {
+        return Ok(Arc::new(ProcessExecutor));
+    };
+    let engine = docker::connect()
+        .await
+        .map_err(|e| UsageError(format!("--image: {e}")))?;
+    docker::check_image(&engine, image)
+        .await
+        .map_err(|e| UsageError(format!("--image: {e}")))?;
+    let label = format!("local-{}", std::process::id());
+    let executor = DockerExecutor::new(engine, image, Limits::default(), &label);
+    executor.sweep().await?;
+    Ok(Arc::new(executor))
 }

@@ -63,6 +63,13 @@ fn target(args: &SubmitArgs) -> Result<Target, UsageError> {
         if workers == 0 || workers > 10_000 {
             return Err(UsageError("--workers must be between 1 and 10000".into()));
         }
+        if args.image.is_some() {
+            return Err(UsageError(
+                "--image works in local mode only for now: images cannot yet be sent to \
+                 workers over Tor; drop --image, or run with --cluster 'local[N]'"
+                    .into(),
+            ));
+        }
         return Ok(Target::Tor { bulletin, workers });
     }
     Err(UsageError(format!(
@@ -187,7 +194,8 @@ async fn submit(args: SubmitArgs) -> Result<()> {
     let ui = Ui::new();
     let (cluster, local, servers) = match target {
         Target::Local(n) => {
-            let local = LocalCluster::start(n, &state.join("cluster")).await?;
+            let local =
+                LocalCluster::start(n, &state.join("cluster"), args.image.as_deref()).await?;
             (None, Some(local), Vec::new())
         }
         Target::Tor { bulletin, workers } => {

@@ -15,7 +15,8 @@
 //! - [`task`]: one attempt: inputs → job code → shuffle → sealed outputs.
 //! - [`shuffle`]: partitioning, the sort buffer and spills, k-way merges.
 //! - [`run`]: job code as a stdin/stdout filter with a watchdog.
-//! - [`executor`]: how job code is run ([`executor::process`]).
+//! - [`executor`]: how job code is run ([`executor::process`], and
+//!   [`executor::docker`], the container sandbox).
 //! - [`stderr`]: counters and the failure tail from job code's stderr.
 //! - [`files`]: the job's files, fetched and linked into each attempt.
 //! - [`config`]: what the volunteer offers.

@@ -62,6 +62,11 @@ pub enum DockerError {
          or give the worker access to its socket"
     )]
     NoEngine { socket: String, why: String },
+    #[error(
+        "the Docker engine has no image {image:?} ({why}); build or load it first \
+         (`docker images` lists what it has)"
+    )]
+    NoImage { image: String, why: String },
     #[error("the Docker engine refused {what}: {why}")]
     Refused { what: String, why: String },
 }
@@ -109,6 +114,18 @@ pub async fn connect_at(socket: &str) -> Result<Docker, DockerError> {
         .map_err(|e| no_engine(e.to_string()))?;
     docker.ping().await.map_err(|e| no_engine(e.to_string()))?;
     Ok(docker)
+}
+
+/// Checks that the engine has `image` (a name or an id).
+pub async fn check_image(docker: &Docker, image: &str) -> Result<(), DockerError> {
+    docker
+        .inspect_image(image)
+        .await
+        .map(|_| ())
+        .map_err(|e| DockerError::NoImage {
+            image: image.to_owned(),
+            why: e.to_string(),
+        })
 }
 
 impl DockerExecutor {

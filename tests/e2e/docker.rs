@@ -1,0 +1,112 @@
+//! Job code in containers (`--image`): the same job gives the same bytes in a
+//! Docker container as in a plain process, and nothing is left behind.
+//! Needs a running Docker engine; the example image is built offline by
+//! `examples/images/native-wordcount.sh`.
+
+use crate::util::*;
+use std::process::Command;
+
+fn native_image() -> String {
+    let out = Command::new("bash")
+        .arg(repo().join("examples/images/native-wordcount.sh"))
+        .output()
+        .expect("running examples/images/native-wordcount.sh");
+    assert!(
+        out.status.success(),
+        "building the example image failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn containers_of(image: &str) -> usize {
+    let out = Command::new("docker")
+        .args(["ps", "-aq", "--filter"])
+        .arg(format!("ancestor={image}"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+fn wordcount(cmd: &mut Command) -> &mut Command {
+    cmd.args([
+        "-mapper",
+        "wc-map",
+        "-reducer",
+        "wc-reduce",
+        "-combiner",
+        "wc-reduce",
+        "-numReduceTasks",
+        "3",
+        "-D",
+        "tormr.bucket.bytes=64k",
+    ])
+}
+
+#[test]
+fn native_wordcount_in_containers_matches_the_process_executor() {
+    let image = native_image();
+    let dir = tempfile::tempdir().unwrap();
+    let text = corpus(30_000, 4000, 11);
+    let input = write(dir.path(), "corpus.txt", &text);
+
+    let in_containers = dir.path().join("docker");
+    let out = run_ok(
+        wordcount(&mut submit(2, &input, &in_containers)).args(["--image", &image, "--json"]),
+    );
+    let tasks = summary(&out)["tasks"].clone();
+    assert_eq!(
+        sorted_output(&in_containers),
+        direct_wordcount(&text),
+        "{tasks}"
+    );
+
+    let as_processes = dir.path().join("process");
+    run_ok(
+        wordcount(&mut submit(2, &input, &as_processes))
+            .arg("-file")
+            .arg(example_bin("wc-map"))
+            .arg("-file")
+            .arg(example_bin("wc-reduce")),
+    );
+    let bytes = |d: &std::path::Path| -> Vec<Vec<u8>> {
+        parts(d).iter().map(|p| std::fs::read(p).unwrap()).collect()
+    };
+    assert_eq!(bytes(&in_containers), bytes(&as_processes));
+    assert_eq!(containers_of(&image), 0, "containers were left behind");
+}
+
+#[test]
+fn a_missing_image_or_image_over_tor_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "in.txt", "a b\n");
+    let out = wordcount(&mut submit(1, &input, &dir.path().join("out")))
+        .args(["--image", "tormr-no-such-image:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("no image \"tormr-no-such-image:0\""), "{err}");
+    assert!(err.contains("build or load it first"), "{err}");
+    assert!(!dir.path().join("out").exists());
+
+    let out = tormr()
+        .args([
+            "submit",
+            "--cluster",
+            &format!("tor://{}.onion", "a".repeat(56)),
+        ])
+        .args(["--workers", "2", "--image", "x", "-input"])
+        .arg(&input)
+        .arg("-output")
+        .arg(dir.path().join("out2"))
+        .args(["-mapper", "cat"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--image works in local mode only"),
+        "{}",
+        stderr(&out)
+    );
+}
