@@ -2,7 +2,7 @@
 # tormr over Tor, measured on the private testnet in one run:
 #   - bulk transfer of a bucket (default 256 MiB of incompressible bytes, like
 #     sealed data) to and from a data layer onion service: tormr's parallel
-#     ranged transfer (4 circuits) and one onion stream;
+#     ranged transfer (4 and 8 circuits) and one onion stream;
 #   - the same file from a C tor onion service through C tor's own client
 #     (curl over its SOCKS port): this network's native single-stream baseline;
 #   - a 64 MiB word count (native Rust mapper/reducer) over Tor with a bulletin
@@ -75,7 +75,7 @@ cmp "$scratch/ctor.out" "$scratch/file.bin"
 python3 -c "import json; s=$end-$start; print(json.dumps({'label': 'C tor client (curl over SOCKS), one stream', 'mib': $MIB, 'download_s': round(s,2), 'download_mib_s': round($MIB/s,2)}))" | tee -a "$results"
 rm -f "$scratch/ctor.out"
 
-echo "==> tormr transfers (one stream, and 4 circuits in parallel)"
+echo "==> tormr transfers (one stream, then 4 and 8 circuits in parallel)"
 TORMR_BENCH_MIB=$MIB cargo bench -p tormr-onion --bench transfer 2>/dev/null | grep '^{' | tee -a "$results"
 
 echo "==> 64 MiB word count: local mode, then over Tor (bulletin and 2 workers as processes)"
@@ -114,7 +114,7 @@ print("|---|---:|")
 for r in rows:
     if "seconds" in r:
         print(f"| {r['label']} | {r['seconds']} |")
-par, one = by.get("tormr parallel transfer, 4 circuits"), by.get("one onion stream")
+par, one = by.get("tormr parallel transfer, 8 circuits"), by.get("one onion stream")
 ctor = by.get("C tor client (curl over SOCKS), one stream")
 loc, tor = by.get("wordcount 64 MiB, local[2]"), by.get("wordcount 64 MiB, over Tor (2 worker processes)")
 print()

@@ -139,20 +139,6 @@ impl LocalCluster {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn local_cluster_specs() {
-        assert_eq!(parse_local("local[3]").unwrap().unwrap(), 3);
-        assert_eq!(parse_local("local").unwrap().unwrap(), 1);
-        assert!(parse_local("local[0]").unwrap().is_err());
-        assert!(parse_local("local[x]").unwrap().is_err());
-        assert!(parse_local("tor://abc.onion").is_none());
-    }
-}
-
 /// The executor of local workers: the owner's own code, so a plain process,
 /// unless she asked for containers of an image.
 async fn local_executor(image: Option<&str>) -> Result<Arc<dyn Executor>> {
@@ -169,4 +155,18 @@ async fn local_executor(image: Option<&str>) -> Result<Arc<dyn Executor>> {
     let executor = DockerExecutor::new(engine, image, Limits::default(), &label);
     executor.sweep().await?;
     Ok(Arc::new(executor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_cluster_specs() {
+        assert_eq!(parse_local("local[3]").unwrap().unwrap(), 3);
+        assert_eq!(parse_local("local").unwrap().unwrap(), 1);
+        assert!(parse_local("local[0]").unwrap().is_err());
+        assert!(parse_local("local[x]").unwrap().is_err());
+        assert!(parse_local("tor://abc.onion").is_none());
+    }
 }

@@ -16,6 +16,7 @@ use tormr_datalayer::{DataLayer, DataLayerConfig, DirStore};
 use tormr_net::memory::MemoryTransport;
 use tormr_net::transport::ServiceSpec;
 use tormr_net::{Address, Server, ServerConfig, Transport};
+use tormr_worker::config::DATA_LANES;
 
 pub async fn run(args: SubmitArgs) -> Result<()> {
     let json = args.json;
@@ -158,7 +159,7 @@ async fn tor_cluster(
         workers,
         min_workers,
         wait,
-        lanes: 4,
+        lanes: DATA_LANES,
         data_transport,
     };
     Ok((cluster, servers))

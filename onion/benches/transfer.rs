@@ -1,5 +1,5 @@
 //! Bulk transfer over Tor: a bucket uploaded to and downloaded from a data
-//! layer onion service, through tormr's parallel ranged transfer (4 lanes, each
+//! layer onion service, through tormr's parallel ranged transfer (8 lanes, each
 //! its own circuit) and through one stream. Runs on the private testnet
 //! (TORMR_TESTNET_DIR, or one brought up for the run). Prints JSON lines.
 //!
@@ -49,7 +49,13 @@ fn main() {
         std::fs::write(&path, &data).unwrap();
         let job = JobId::random();
         let token = |b: &BucketId, verb| secret.mint(&Capability { job: job.clone(), bucket: Some(b.clone()), verb, expires: u64::MAX });
-        for (label, lanes) in [("one onion stream", 1usize), ("tormr parallel transfer, 4 circuits", 4)] {
+        let rows = [
+            ("one onion stream", 1usize),
+            ("tormr parallel transfer, 4 circuits", 4),
+            ("tormr parallel transfer, 8 circuits", 8),
+        ];
+        let only: Option<usize> = std::env::var("TORMR_BENCH_LANES").ok().and_then(|v| v.parse().ok());
+        for (label, lanes) in rows.into_iter().filter(|(_, l)| only.is_none_or(|o| o == *l)) {
             let http: Vec<HttpClient> = (0..lanes)
                 .map(|_| {
                     let lane: Arc<dyn Transport> = if lanes == 1 { Arc::new(client.clone()) } else { Arc::new(client.isolated()) };

@@ -110,3 +110,72 @@ fn a_missing_image_or_image_over_tor_is_refused_clearly() {
         stderr(&out)
     );
 }
+
+fn python_image() -> String {
+    let out = Command::new("bash")
+        .arg(repo().join("examples/images/python.sh"))
+        .output()
+        .expect("running examples/images/python.sh");
+    assert!(
+        out.status.success(),
+        "building the Python example image failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn python_streaming_and_mrjob_in_containers_match_the_process_executor() {
+    require_mrjob();
+    let image = python_image();
+    let dir = tempfile::tempdir().unwrap();
+    let text = corpus(6000, 800, 13);
+    let input = write(dir.path(), "corpus.txt", &text);
+    let bytes = |d: &std::path::Path| -> Vec<Vec<u8>> {
+        parts(d).iter().map(|p| std::fs::read(p).unwrap()).collect()
+    };
+
+    // Python Streaming word count.
+    let ex = repo().join("examples/wordcount");
+    let streaming = |out: &std::path::Path| {
+        let mut cmd = submit(2, &input, out);
+        cmd.args([
+            "-mapper",
+            "python3 mapper.py",
+            "-reducer",
+            "python3 reducer.py",
+            "-numReduceTasks",
+            "2",
+            "-D",
+            "tormr.bucket.bytes=32k",
+        ])
+        .arg("-file")
+        .arg(ex.join("mapper.py"))
+        .arg("-file")
+        .arg(ex.join("reducer.py"));
+        cmd
+    };
+    let docker_out = dir.path().join("py-docker");
+    run_ok(streaming(&docker_out).args(["--image", &image]));
+    let process_out = dir.path().join("py-process");
+    run_ok(&mut streaming(&process_out));
+    assert_eq!(sorted_output(&docker_out), direct_wordcount(&text));
+    assert_eq!(bytes(&docker_out), bytes(&process_out));
+
+    // The multi-step mrjob example (mrjob comes from the image, not the host).
+    let script = repo().join("examples/mrjob/mr_top_words.py");
+    let mrjob = |out: &std::path::Path| {
+        let mut cmd = submit(2, &input, out);
+        cmd.arg("--mrjob")
+            .arg(&script)
+            .args(["-D", "tormr.bucket.bytes=32k"]);
+        cmd
+    };
+    let docker_out = dir.path().join("mr-docker");
+    run_ok(mrjob(&docker_out).args(["--image", &image, "--", "--top", "9"]));
+    let process_out = dir.path().join("mr-process");
+    run_ok(mrjob(&process_out).args(["--", "--top", "9"]));
+    assert_eq!(sorted_output(&docker_out).len(), 9);
+    assert_eq!(bytes(&docker_out), bytes(&process_out));
+    assert_eq!(containers_of(&image), 0, "containers were left behind");
+}

@@ -120,9 +120,9 @@ fn wordcount_and_a_multi_step_mrjob_over_tor_match_local_mode() {
                 t.jm_requests,
                 t.tasks
             );
-            // Bulk lanes are reused: at most one connection per lane (4) and a retry or two.
+            // Bulk lanes are reused: at most one connection per lane (8) and a retry or two.
             assert!(
-                t.data_connections <= 6,
+                t.data_connections <= 10,
                 "worker{i} opened {} data-layer connections",
                 t.data_connections
             );
