@@ -31,6 +31,10 @@ use tormr_net::tcp::TcpTransport;
 use tormr_net::transport::ServiceSpec;
 use tormr_net::{Address, HttpClient, Server, ServerConfig, Transport};
 
+/// How long the owner keeps serving a finished job until every worker has
+/// heard that it is done.
+const TOLD_DONE_GRACE: Duration = Duration::from_secs(15);
+
 /// Where a job runs: how to reach the board and the data layer.
 pub struct Cluster {
     pub transport: Arc<dyn Transport>,
@@ -352,6 +356,12 @@ pub async fn run_job(
     let status = jm.status();
     let tally = jm.attempt_tally();
     if let Some(server) = worker_api.lock().await.take() {
+        // Let workers whose last lease request is still on its way hear that
+        // the job is done, so they return to the board at once.
+        let grace = Instant::now();
+        while !jm.all_workers_told_done() && grace.elapsed() < TOLD_DONE_GRACE {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         server.shutdown(Duration::from_secs(2)).await;
     }
     owner_api.shutdown(Duration::from_secs(1)).await;

@@ -53,6 +53,8 @@ struct Session {
 struct Sessions {
     by_token: HashMap<String, WorkerId>,
     workers: BTreeMap<WorkerId, Session>,
+    /// Workers that have been answered "the job is done".
+    told_done: std::collections::BTreeSet<WorkerId>,
 }
 
 pub struct JobMaster {
@@ -244,6 +246,24 @@ impl JobMaster {
         }
     }
 
+    /// Whether every worker still in the job has been told it is done, so
+    /// the owner can stop serving without leaving one asking a dead service
+    /// (over Tor it would retry for minutes before giving up).
+    pub fn all_workers_told_done(&self) -> bool {
+        let waiting: Vec<WorkerId> = {
+            let sessions = self.sessions();
+            let told = &sessions.told_done;
+            sessions
+                .workers
+                .keys()
+                .filter(|w| !told.contains(w))
+                .copied()
+                .collect()
+        };
+        let sched = self.sched();
+        waiting.iter().all(|w| !sched.is_alive(*w))
+    }
+
     pub fn attempt_tally(&self) -> crate::scheduler::AttemptTally {
         self.sched().tally().clone()
     }
@@ -405,7 +425,10 @@ impl JobMaster {
                         task: Box::new(self.assignment(*leased)),
                     });
                 }
-                Assignment::Done => return Ok(LeaseAnswer::Done),
+                Assignment::Done => {
+                    self.sessions().told_done.insert(worker);
+                    return Ok(LeaseAnswer::Done);
+                }
                 Assignment::CapReached { held, cap } => {
                     return Err(ApiError::new(
                         http::StatusCode::FORBIDDEN,

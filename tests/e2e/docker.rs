@@ -6,14 +6,15 @@
 use crate::util::*;
 use std::process::Command;
 
-fn native_image() -> String {
+/// Builds (or finds cached) an example image with its script; its name.
+fn example_image(script: &str) -> String {
     let out = Command::new("bash")
-        .arg(repo().join("examples/images/native-wordcount.sh"))
+        .arg(repo().join("examples/images").join(script))
         .output()
-        .expect("running examples/images/native-wordcount.sh");
+        .unwrap_or_else(|e| panic!("running examples/images/{script}: {e}"));
     assert!(
         out.status.success(),
-        "building the example image failed: {}",
+        "building the example image with {script} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
@@ -45,7 +46,7 @@ fn wordcount(cmd: &mut Command) -> &mut Command {
 
 #[test]
 fn native_wordcount_in_containers_matches_the_process_executor() {
-    let image = native_image();
+    let image = example_image("native-wordcount.sh");
     let dir = tempfile::tempdir().unwrap();
     let text = corpus(30_000, 4000, 11);
     let input = write(dir.path(), "corpus.txt", &text);
@@ -111,23 +112,10 @@ fn a_missing_image_or_image_over_tor_is_refused_clearly() {
     );
 }
 
-fn python_image() -> String {
-    let out = Command::new("bash")
-        .arg(repo().join("examples/images/python.sh"))
-        .output()
-        .expect("running examples/images/python.sh");
-    assert!(
-        out.status.success(),
-        "building the Python example image failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 #[test]
 fn python_streaming_and_mrjob_in_containers_match_the_process_executor() {
     require_mrjob();
-    let image = python_image();
+    let image = example_image("python.sh");
     let dir = tempfile::tempdir().unwrap();
     let text = corpus(6000, 800, 13);
     let input = write(dir.path(), "corpus.txt", &text);

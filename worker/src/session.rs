@@ -251,7 +251,10 @@ async fn fetcher(shared: Arc<Shared>, tx: tokio::sync::mpsc::Sender<Ready>) -> O
                         "the job master has been unreachable for 5 minutes: {e}"
                     )));
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                // Back off: over Tor every try at an unreachable service
+                // builds circuits.
+                let pause = since.elapsed().as_secs().clamp(1, 30);
+                tokio::time::sleep(Duration::from_secs(pause)).await;
             }
             Err(e) => return Some(SessionEnd::Lost(e.to_string())),
         }
