@@ -28,6 +28,8 @@ use tormr_core::wire::bulletin::ExecutorKind;
 pub const JOB_DIR: &str = "/job";
 /// The numeric user job code runs as (`nobody` on Debian).
 pub const JOB_USER: &str = "65534:65534";
+/// The label every container of a worker carries, with the worker's name.
+const WORKER_LABEL: &str = "tormr.worker";
 /// How much output may wait between the container and the task before the
 /// container is paused by back-pressure.
 const PIPE_BYTES: usize = 256 * 1024;
@@ -146,7 +148,7 @@ impl DockerExecutor {
     pub async fn sweep(&self) -> Result<usize, DockerError> {
         let filters = HashMap::from([(
             "label".to_owned(),
-            vec![format!("tormr.worker={}", self.worker_label)],
+            vec![format!("{WORKER_LABEL}={}", self.worker_label)],
         )]);
         let options = ListContainersOptionsBuilder::default()
             .all(true)
@@ -221,7 +223,7 @@ impl DockerExecutor {
             tty: Some(false),
             network_disabled: Some(true),
             labels: Some(HashMap::from([(
-                "tormr.worker".to_owned(),
+                WORKER_LABEL.to_owned(),
                 self.worker_label.clone(),
             )])),
             host_config: Some(host),
@@ -259,14 +261,17 @@ impl RunHandle for ContainerRun {
             }
             None => -1,
         };
-        let oom = self
-            .docker
-            .inspect_container(&self.id, None)
-            .await
-            .ok()
-            .and_then(|i| i.state)
-            .and_then(|s| s.oom_killed)
-            .unwrap_or(false);
+        // Only a SIGKILL (137) can be the kernel's OOM killer: ask the engine
+        // then, and spare every other run the extra call.
+        let oom = code == 137
+            && self
+                .docker
+                .inspect_container(&self.id, None)
+                .await
+                .ok()
+                .and_then(|i| i.state)
+                .and_then(|s| s.oom_killed)
+                .unwrap_or(false);
         if oom {
             Exit::OutOfMemory(self.memory_bytes)
         } else if code > 128 && code < 160 {
