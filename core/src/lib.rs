@@ -13,6 +13,7 @@
 //! - [`ids`]: job, bucket, task and request identifiers.
 //! - [`encoding`]: base64 / hex newtypes used in wire messages.
 //! - [`identity`]: ed25519 pseudonyms and the [`identity::Signed`] envelope.
+//! - [`image`]: a job's container image and the chunked archive it travels in.
 //! - [`seal`]: bucket encryption (a `Write` that seals, a `Read` that opens).
 //! - [`token`]: capability tokens for data-layer verbs on one bucket.
 //! - [`partition`]: key extraction and partitioning of map output lines.
@@ -25,6 +26,7 @@ pub mod counters;
 pub mod encoding;
 pub mod identity;
 pub mod ids;
+pub mod image;
 pub mod partition;
 pub mod random;
 pub mod seal;

@@ -3,9 +3,10 @@
 //! A [`JobSpec`] is what the owner's `tormr submit` builds and the job master
 //! serves to workers. It is built from Hadoop Streaming flags ([`streaming`]) or
 //! from an mrjob script's own step descriptions ([`mrjob`]); the worker never
-//! needs to know which.
+//! needs to know which. [`pachyderm`] reads Pachyderm pipeline specs.
 
 pub mod mrjob;
+pub mod pachyderm;
 pub mod streaming;
 
 use crate::encoding::Digest;
@@ -35,6 +36,8 @@ pub enum SpecError {
     Mrjob { why: String },
     #[error("the job has no steps")]
     NoSteps,
+    #[error("the Pachyderm pipeline spec: {why}")]
+    Pachyderm { why: String },
 }
 
 /// A file shipped into every task's working directory (`-file`, mrjob FILES).
@@ -131,6 +134,13 @@ pub struct JobSpec {
     /// `-D` settings of the whole job.
     pub conf: BTreeMap<String, String>,
     pub limits: JobLimits,
+    /// The container image every task runs in; `None` runs the commands as
+    /// plain processes, which only the owner's own workers (and local mode) do.
+    #[serde(default)]
+    pub image: Option<crate::image::ImageRef>,
+    /// Set for a Pachyderm pipeline: map tasks are datums.
+    #[serde(default)]
+    pub pachyderm: Option<pachyderm::PfsTask>,
 }
 
 impl JobSpec {

@@ -113,6 +113,17 @@ pub fn limits_from_conf(conf: &BTreeMap<String, String>) -> Result<JobLimits, Sp
             })?;
         limits.bucket_bytes = bytes;
     }
+    // Read by workers; checked here so a typo fails at submit, not silently.
+    if let Some(value) = conf.get("tormr.container.reuse")
+        && value != "true"
+        && value != "false"
+    {
+        return Err(SpecError::BadConf {
+            key: "tormr.container.reuse".into(),
+            value: value.clone(),
+            why: "expected true or false".into(),
+        });
+    }
     if let Some(level) = number(conf, "tormr.compression.level", -7i32, 19)? {
         limits.compression_level = level;
     }
@@ -397,6 +408,8 @@ mod tests {
             (2, Some(3), 1 << 20, 2)
         );
         assert!(limits_from_conf(&conf(&[("tormr.bucket.bytes", "1")])).is_err());
+        assert!(limits_from_conf(&conf(&[("tormr.container.reuse", "no")])).is_err());
+        assert!(limits_from_conf(&conf(&[("tormr.container.reuse", "false")])).is_ok());
         assert!(limits_from_conf(&conf(&[("mapreduce.map.maxattempts", "0")])).is_err());
         assert_eq!(parse_size("64MiB"), Some(64 << 20));
         assert_eq!(parse_size("2g"), Some(2 << 30));

@@ -38,6 +38,32 @@ impl Call for Join {
     }
 }
 
+/// An owner's statement, signed by her long-term owner key, that a job (named
+/// by its job key) is hers. A worker started `--trusted-by` that key runs such
+/// a job's code without a sandbox when the job names no image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerEndorsement {
+    pub job_key: PublicKey,
+    pub issued_at: u64,
+}
+
+impl SignedPayload for OwnerEndorsement {
+    const DOMAIN: &'static str = "tormr/job/owner-endorsement/v1";
+}
+
+impl OwnerEndorsement {
+    /// Whether `endorsement` is `owner`'s for the job whose key is `job_key`.
+    pub fn vouches(
+        endorsement: Option<&Signed<OwnerEndorsement>>,
+        owner: &PublicKey,
+        job_key: &PublicKey,
+    ) -> bool {
+        endorsement
+            .and_then(|e| e.open_by(owner).ok())
+            .is_some_and(|e| &e.job_key == job_key)
+    }
+}
+
 /// What a worker learns on joining.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Joined {
@@ -49,6 +75,9 @@ pub struct Joined {
     pub spec: JobSpec,
     /// Send a heartbeat at least this often.
     pub heartbeat_secs: u64,
+    /// The owner's endorsement, when she runs the job on her own workers.
+    #[serde(default)]
+    pub endorsement: Option<Signed<OwnerEndorsement>>,
 }
 
 /// `POST /v1/lease` (long-poll): ask for a task.
@@ -251,4 +280,37 @@ pub struct JobStatus {
     pub phases: Vec<PhaseStatus>,
     pub workers: Vec<WorkerStatus>,
     pub counters: Counters,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+
+    #[test]
+    fn only_the_owners_endorsement_of_this_job_vouches() {
+        let (owner, other, job, job2) = (
+            Identity::generate(),
+            Identity::generate(),
+            Identity::generate(),
+            Identity::generate(),
+        );
+        let of = |signer: &Identity, job: &Identity| {
+            Signed::sign(
+                signer,
+                &OwnerEndorsement {
+                    job_key: job.public(),
+                    issued_at: 0,
+                },
+            )
+        };
+        let (o, j) = (owner.public(), job.public());
+        assert!(OwnerEndorsement::vouches(Some(&of(&owner, &job)), &o, &j));
+        assert!(!OwnerEndorsement::vouches(None, &o, &j));
+        assert!(!OwnerEndorsement::vouches(Some(&of(&other, &job)), &o, &j));
+        assert!(!OwnerEndorsement::vouches(Some(&of(&owner, &job2)), &o, &j));
+        let mut forged = of(&other, &job);
+        forged.signer = o;
+        assert!(!OwnerEndorsement::vouches(Some(&forged), &o, &j));
+    }
 }
