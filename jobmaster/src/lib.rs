@@ -29,4 +29,4 @@ pub mod scheduler;
 pub mod service;
 pub mod status_page;
 
-pub use master::{JobMaster, JobMasterConfig};
+pub use master::{ImageArchive, JobMaster, JobMasterConfig};

@@ -11,8 +11,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tormr_core::encoding::{Digest, b64};
-use tormr_core::identity::{Identity, PublicKey};
+use tormr_core::identity::{Identity, PublicKey, Signed};
 use tormr_core::ids::{JobId, TaskKind};
+use tormr_core::image::ArchiveRef;
 use tormr_core::spec::JobSpec;
 use tormr_core::store::{Store, StoreError};
 use tormr_core::token::{Capability, TokenSecret, Verb};
@@ -20,7 +21,7 @@ use tormr_core::wire::MAX_WAIT_SECS;
 use tormr_core::wire::codes;
 use tormr_core::wire::job::{
     Heartbeat, HeartbeatAnswer, InputBucket, JobState, JobStatus, Join, Joined, Lease, LeaseAnswer,
-    Outcome, OutputBucket, Report, ReportAnswer, TaskAssignment, WorkerStatus,
+    Outcome, OutputBucket, OwnerEndorsement, Report, ReportAnswer, TaskAssignment, WorkerStatus,
 };
 use tormr_datalayer::DataClient;
 use tormr_net::{Address, ApiError};
@@ -38,6 +39,10 @@ pub struct JobMasterConfig {
     pub store: Arc<dyn Store>,
     /// The job's files by digest, as the owner has them.
     pub files: BTreeMap<Digest, PathBuf>,
+    /// The exported image archive workers fetch, when the job ships one.
+    pub image: Option<ImageArchive>,
+    /// The owner's endorsement, handed to workers on joining.
+    pub endorsement: Option<Signed<OwnerEndorsement>>,
     pub scheduler: SchedulerConfig,
     pub heartbeat_secs: u64,
     /// The job master's own client of the data layer, to check reported outputs.
@@ -57,6 +62,13 @@ struct Sessions {
     told_done: std::collections::BTreeSet<WorkerId>,
 }
 
+/// An image archive on the owner's disk and its chunk list (`spec.image`).
+#[derive(Debug, Clone)]
+pub struct ImageArchive {
+    pub path: PathBuf,
+    pub archive: ArchiveRef,
+}
+
 pub struct JobMaster {
     job: JobId,
     spec: JobSpec,
@@ -64,6 +76,10 @@ pub struct JobMaster {
     datalayer: Address,
     secret: TokenSecret,
     files: BTreeMap<Digest, PathBuf>,
+    image: Option<ImageArchive>,
+    endorsement: Option<Signed<OwnerEndorsement>>,
+    /// Chunk digest → chunk number in `image`.
+    image_chunks: HashMap<Digest, usize>,
     heartbeat_secs: u64,
     data: DataClient,
     clock: Arc<dyn Clock>,
@@ -101,6 +117,14 @@ impl JobMaster {
             datalayer: config.datalayer,
             secret: config.secret,
             files: config.files,
+            image_chunks: config
+                .image
+                .iter()
+                .flat_map(|i| i.archive.chunks.iter().enumerate())
+                .map(|(n, d)| (*d, n))
+                .collect(),
+            image: config.image,
+            endorsement: config.endorsement,
             heartbeat_secs: config.heartbeat_secs,
             data: config.data,
             clock: config.clock,
@@ -395,6 +419,7 @@ impl JobMaster {
             datalayer: self.datalayer.to_string(),
             spec: self.spec.clone(),
             heartbeat_secs: self.heartbeat_secs,
+            endorsement: self.endorsement.clone(),
         })
     }
 
@@ -675,6 +700,21 @@ impl JobMaster {
             .get(digest)
             .cloned()
             .ok_or_else(|| ApiError::not_found("no such job file"))
+    }
+
+    /// Where chunk `digest` of the job's image archive lies: the file, the
+    /// offset and the length.
+    pub fn image_chunk(
+        &self,
+        token: &str,
+        digest: &Digest,
+    ) -> Result<(PathBuf, u64, u64), ApiError> {
+        self.session(token)?;
+        let (Some(image), Some(n)) = (&self.image, self.image_chunks.get(digest)) else {
+            return Err(ApiError::not_found("no such image chunk"));
+        };
+        let (offset, len) = image.archive.chunk_range(*n);
+        Ok((image.path.clone(), offset, len))
     }
 
     pub fn records(&self) -> &Records {

@@ -1002,6 +1002,8 @@ mod tests {
                 map_attempts: 2,
                 ..JobLimits::default()
             },
+            image: None,
+            pachyderm: None,
         }
     }
 

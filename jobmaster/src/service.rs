@@ -7,6 +7,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, header};
 use hyper::body::Incoming;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tormr_core::encoding::Digest;
 use tormr_core::wire::job::{Heartbeat, Join, Lease, Report};
 use tormr_net::body::{self, Body, BodyError, read_json};
@@ -84,9 +85,25 @@ impl Handler for WorkerApi {
                     .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
                 Ok(resp)
             }
-            (_, ["v1", "join" | "lease" | "heartbeat" | "report"]) | (_, ["v1", "files", _]) => {
-                Err(ApiError::method_not_allowed())
+            (http::Method::GET, ["v1", "image", digest]) => {
+                let token = bearer(request.headers())?;
+                let digest = Digest::parse(digest).ok_or_else(|| {
+                    ApiError::bad_request("an image chunk is named by its SHA-256")
+                })?;
+                let (path, offset, len) = jm.image_chunk(&token, &digest)?;
+                let mut file = tokio::fs::File::open(&path)
+                    .await
+                    .map_err(|e| ApiError::internal("opening the image archive", e))?;
+                file.seek(std::io::SeekFrom::Start(offset))
+                    .await
+                    .map_err(|e| ApiError::internal("reading the image archive", e))?;
+                let mut resp = Response::new(body::stream_body(file.take(len)));
+                resp.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                Ok(resp)
             }
+            (_, ["v1", "join" | "lease" | "heartbeat" | "report"])
+            | (_, ["v1", "files" | "image", _]) => Err(ApiError::method_not_allowed()),
             _ => Err(ApiError::not_found(format!("no such endpoint {path}"))),
         }
     }

@@ -57,6 +57,8 @@ fn spec(cap: Option<u32>) -> JobSpec {
             bucket_bytes: 1024,
             ..JobLimits::default()
         },
+        image: None,
+        pachyderm: None,
     }
 }
 
@@ -88,6 +90,8 @@ async fn fixture(cap: Option<u32>) -> Fixture {
         secret,
         store: Arc::new(MemoryStore::new()),
         files: BTreeMap::new(),
+        image: None,
+        endorsement: None,
         scheduler: SchedulerConfig::default(),
         heartbeat_secs: 10,
         data: data.clone(),
