@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 use tormr_core::identity::PublicKey;
-use tormr_core::wire::bulletin::ExecutorKind;
 
 /// Parallel lanes for bulk transfers over Tor, each its own circuit. One
 /// onion stream is window-bound (~2.5 MiB/s on the testnet); measured with
@@ -44,9 +43,5 @@ impl WorkerConfig {
             max_file_bytes: 1 << 30,
             data_lanes: DATA_LANES,
         }
-    }
-
-    pub fn executors(&self, executor: ExecutorKind) -> Vec<ExecutorKind> {
-        vec![executor]
     }
 }

@@ -6,6 +6,7 @@
 //! runs it in a locked-down container, the sandbox for strangers' jobs.
 
 pub mod docker;
+mod kept;
 pub mod process;
 
 use async_trait::async_trait;
@@ -29,6 +30,19 @@ pub struct ExecSpec {
     pub tmpdir: PathBuf,
     /// Wall-clock limit; the process is killed after it.
     pub timeout: Duration,
+    /// Run these words directly instead of `command` (a Pachyderm `cmd`,
+    /// which never goes through a shell).
+    pub argv: Option<Vec<String>>,
+    /// A Pachyderm datum's folders, mounted at `/pfs/<name>` and `/pfs/out`.
+    pub pfs: Option<PfsMounts>,
+}
+
+/// Where a datum's input and output live on the worker.
+#[derive(Debug, Clone)]
+pub struct PfsMounts {
+    pub input_name: String,
+    pub input: PathBuf,
+    pub out: PathBuf,
 }
 
 /// Why job code could not be run at all (its own failures are exit codes).
@@ -94,6 +108,8 @@ pub trait RunHandle: Send {
 pub trait Executor: Send + Sync + 'static {
     fn kind(&self) -> ExecutorKind;
     async fn start(&self, spec: &ExecSpec) -> Result<Started, ExecError>;
+    /// Frees what the executor keeps between runs (the job is over).
+    async fn finish(&self) {}
 }
 
 /// Whether a command line needs a shell (pipes, redirections, variables…).

@@ -14,17 +14,24 @@
 //! - [`session`]: one joined job: prefetching fetcher, runners, heartbeat.
 //! - [`task`]: one attempt: inputs → job code → shuffle → sealed outputs.
 //! - [`shuffle`]: partitioning, the sort buffer and spills, k-way merges.
+//! - [`datum`]: one datum of a Pachyderm pipeline, as a map task.
 //! - [`run`]: job code as a stdin/stdout filter with a watchdog.
 //! - [`executor`]: how job code is run ([`executor::process`], and
 //!   [`executor::docker`], the container sandbox).
 //! - [`stderr`]: counters and the failure tail from job code's stderr.
 //! - [`files`]: the job's files, fetched and linked into each attempt.
+//! - [`images`]: job images exported by the owner, fetched in checked chunks,
+//!   cached by image id.
+//! - [`sandbox`]: the Docker engine, the volunteer's limits, the image cache.
 //! - [`config`]: what the volunteer offers.
 
 pub mod config;
+pub mod datum;
 pub mod executor;
 pub mod files;
+pub mod images;
 pub mod run;
+pub mod sandbox;
 pub mod session;
 pub mod shuffle;
 pub mod stderr;

@@ -130,7 +130,9 @@ pub async fn run_session(
         data_requests,
         data_connections
     );
-    // Whatever happened, leave no job data behind.
+    // Whatever happened, leave no job data behind (kept containers first:
+    // they mount the job's files).
+    shared.executor.finish().await;
     let _ = tokio::fs::remove_dir_all(&dir).await;
     if stop.is_cancelled() {
         SessionEnd::Stopped
@@ -325,6 +327,7 @@ async fn run_one(shared: &Arc<Shared>, ready: Ready) {
                 staging: staging.clone(),
                 cancel: ready.cancel.clone(),
                 sort_buffer_cap: shared.config.sort_buffer_cap,
+                pachyderm: shared.joined.spec.pachyderm.clone(),
             };
             let task = ready.task.clone();
             let inputs = ready.inputs.clone();

@@ -41,6 +41,8 @@ pub struct TaskEnv {
     pub cancel: CancellationToken,
     /// The most sort buffer this worker grants a task.
     pub sort_buffer_cap: u64,
+    /// Set for a Pachyderm pipeline: map tasks are datums.
+    pub pachyderm: Option<tormr_core::spec::pachyderm::PfsTask>,
 }
 
 /// A finished attempt: sealed outputs ready to upload.
@@ -61,7 +63,7 @@ pub struct TaskFailed {
 }
 
 impl TaskEnv {
-    fn seal_to<'a>(&'a self, task: &TaskAssignment) -> SealTo<'a> {
+    pub(crate) fn seal_to<'a>(&'a self, task: &TaskAssignment) -> SealTo<'a> {
         SealTo {
             job: &self.job,
             staging: &self.staging,
@@ -71,7 +73,7 @@ impl TaskEnv {
 }
 
 impl TaskFailed {
-    fn ours(reason: impl Into<String>) -> Self {
+    pub(crate) fn ours(reason: impl Into<String>) -> Self {
         TaskFailed {
             reason: reason.into(),
             exit_code: None,
@@ -84,7 +86,11 @@ impl TaskFailed {
 
 type Source = BufReader<BucketReader<BufReader<File>>>;
 
-fn open_input(env: &TaskEnv, input: &InputBucket, path: &Path) -> Result<Source, TaskFailed> {
+pub(crate) fn open_input(
+    env: &TaskEnv,
+    input: &InputBucket,
+    path: &Path,
+) -> Result<Source, TaskFailed> {
     let file = File::open(path).map_err(|e| {
         TaskFailed::ours(format!("opening downloaded bucket {}: {e}", input.bucket))
     })?;
@@ -109,9 +115,10 @@ pub fn run_task(
     }
     let started = Instant::now();
     let deadline = started + Duration::from_secs(task.timeout_secs.max(1));
-    let result = match task.kind {
-        TaskKind::Map => run_map(env, task, inputs, deadline),
-        TaskKind::Reduce => run_reduce(env, task, inputs, deadline),
+    let result = match (task.kind, &env.pachyderm) {
+        (TaskKind::Map, Some(pfs)) => crate::datum::run_datum(env, task, &inputs[0], pfs, deadline),
+        (TaskKind::Map, None) => run_map(env, task, inputs, deadline),
+        (TaskKind::Reduce, _) => run_reduce(env, task, inputs, deadline),
     };
     result.map(|mut done| {
         done.counters.add(
@@ -123,7 +130,12 @@ pub fn run_task(
     })
 }
 
-fn spec(env: &TaskEnv, task: &TaskAssignment, command: &str, deadline: Instant) -> ExecSpec {
+pub(crate) fn spec(
+    env: &TaskEnv,
+    task: &TaskAssignment,
+    command: &str,
+    deadline: Instant,
+) -> ExecSpec {
     ExecSpec {
         command: command.to_owned(),
         env: task.env.clone(),
@@ -131,11 +143,13 @@ fn spec(env: &TaskEnv, task: &TaskAssignment, command: &str, deadline: Instant) 
         files: env.files.clone(),
         tmpdir: env.scratch.clone(),
         timeout: deadline.saturating_duration_since(Instant::now()),
+        argv: None,
+        pfs: None,
     }
 }
 
 /// Turns a run of job code into a failure, or nothing if it went well.
-fn judge<T>(ran: &Ran<T>, what: &str, command: &str) -> Option<TaskFailed> {
+pub(crate) fn judge<T>(ran: &Ran<T>, what: &str, command: &str) -> Option<TaskFailed> {
     let cancelled = ran.exit == Exit::Cancelled;
     let broken_pipe = matches!(&ran.fed, Err(e) if e.kind() == io::ErrorKind::BrokenPipe);
     let reason = if !ran.exit.success() {

@@ -3,14 +3,17 @@
 
 use crate::config::WorkerConfig;
 use crate::executor::Executor;
+use crate::executor::process::ProcessExecutor;
+use crate::images::JobMasterChunks;
+use crate::sandbox::Sandbox;
 use crate::session::{SessionEnd, run_session};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tormr_bulletin::BulletinClient;
-use tormr_core::identity::{Identity, Signed};
-use tormr_core::wire::bulletin::{Capabilities, JoinTicket, TicketAnswer};
-use tormr_core::wire::job::{Join, JoinProof, Joined};
+use tormr_core::identity::{Identity, PublicKey, Signed};
+use tormr_core::wire::bulletin::{Capabilities, ExecutorKind, JoinTicket, TicketAnswer};
+use tormr_core::wire::job::{Join, JoinProof, Joined, OwnerEndorsement};
 use tormr_datalayer::DataClient;
 use tormr_net::{Address, ClientError, HttpClient, Transport};
 
@@ -23,14 +26,22 @@ pub enum WorkerError {
     Join(String),
 }
 
-/// One volunteer: an identity, an executor, a board to find work on.
+/// One volunteer: an identity, the ways it can run job code, a board to
+/// find work on.
 pub struct Volunteer {
     pub config: WorkerConfig,
     pub identity: Arc<Identity>,
     pub transport: Arc<dyn Transport>,
     pub bulletin: BulletinClient,
-    pub executor: Arc<dyn Executor>,
+    /// Containers, for jobs that name an image; `None` without an engine.
+    pub sandbox: Option<Arc<Sandbox>>,
+    /// Plain processes, for jobs that name no image: local mode, or a
+    /// volunteer who said `--allow-unsandboxed-jobs`.
+    pub unsandboxed: Option<Arc<dyn Executor>>,
 }
+
+/// The job setting that turns container reuse off (`false`).
+pub const REUSE_CONTAINERS: &str = "tormr.container.reuse";
 
 /// How long a matched worker keeps trying to reach its job master.
 const JOIN_PATIENCE: Duration = Duration::from_secs(180);
@@ -43,7 +54,7 @@ impl Volunteer {
         Capabilities {
             cores: self.config.slots,
             memory_mb: self.config.memory_mb,
-            executors: self.config.executors(self.executor.kind()),
+            executors: self.executor_kinds(),
         }
     }
 
@@ -56,21 +67,26 @@ impl Volunteer {
                 t = self.wait_for_ticket() => t?,
             };
             let end = match self.join(ticket).await {
-                Ok((jm, joined)) => {
+                Ok((jm, joined, job_key)) => {
                     tracing::info!("joined job {}", joined.job);
-                    match self.data_client(&joined) {
-                        Ok(data) => {
+                    let executor = tokio::select! {
+                        _ = stop.cancelled() => return Ok(()),
+                        e = self.executor_for(&jm, &joined, &job_key) => e,
+                    };
+                    match (executor, self.data_client(&joined)) {
+                        (Ok(executor), Ok(data)) => {
                             run_session(
                                 jm,
                                 data,
                                 joined,
-                                self.executor.clone(),
+                                executor,
                                 self.config.clone(),
                                 stop.clone(),
                             )
                             .await
                         }
-                        Err(e) => SessionEnd::Lost(e.to_string()),
+                        (Err(why), _) => SessionEnd::Lost(why),
+                        (_, Err(e)) => SessionEnd::Lost(e.to_string()),
                     }
                 }
                 Err(e) => SessionEnd::Lost(e.to_string()),
@@ -113,7 +129,13 @@ impl Volunteer {
                         backoff = Duration::from_millis(200);
                     }
                     Err(e) if e.is_retryable() => {
-                        tracing::debug!("bulletin unreachable, retrying: {e}");
+                        // Quiet for the first seconds (Tor is still warming up), then
+                        // said every ~30 s so an operator sees why nothing happens.
+                        if backoff >= Duration::from_secs(10) {
+                            tracing::info!("the bulletin is unreachable, retrying in {} s: {e}", backoff.as_secs());
+                        } else {
+                            tracing::debug!("bulletin unreachable, retrying: {e}");
+                        }
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(30));
                         continue;
@@ -135,6 +157,9 @@ impl Volunteer {
                 Ok(TicketAnswer::Waiting) => {}
                 Ok(TicketAnswer::Unregistered) => registered_at = None,
                 Err(e) if e.is_retryable() => {
+                    if backoff >= Duration::from_secs(10) {
+                        tracing::info!("the bulletin is unreachable while waiting for a ticket, retrying in {} s: {e}", backoff.as_secs());
+                    }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
@@ -146,7 +171,10 @@ impl Volunteer {
     /// Redeems a ticket at the job master it names. Over Tor a freshly
     /// matched job master may take a minute to publish its service, so
     /// unreachable is retried for up to three minutes.
-    async fn join(&self, ticket: Signed<JoinTicket>) -> Result<(HttpClient, Joined), WorkerError> {
+    async fn join(
+        &self,
+        ticket: Signed<JoinTicket>,
+    ) -> Result<(HttpClient, Joined, PublicKey), WorkerError> {
         let t = ticket
             .open()
             .map_err(|e| WorkerError::Join(e.to_string()))?;
@@ -166,7 +194,7 @@ impl Volunteer {
                 proof: Signed::sign(&self.identity, &proof),
             };
             match http.call(&join).await {
-                Ok(joined) => return Ok((http.with_bearer(&joined.session), joined)),
+                Ok(joined) => return Ok((http.with_bearer(&joined.session), joined, t.job_key)),
                 Err(e) if e.is_retryable() && started.elapsed() < JOIN_PATIENCE => {
                     tracing::info!(
                         "waiting for the job master to come online ({} s): {e}",
@@ -180,23 +208,102 @@ impl Volunteer {
         }
     }
 
-    fn data_client(&self, joined: &Joined) -> Result<DataClient, WorkerError> {
-        let address = Address::parse(&joined.datalayer)
-            .map_err(|e| WorkerError::Join(format!("the job's data layer address: {e}")))?;
-        // Over Tor each lane is its own circuit; on loopback one lane is enough.
-        let lanes: Vec<HttpClient> = match self.transport.isolated() {
+    fn executor_kinds(&self) -> Vec<ExecutorKind> {
+        let mut kinds = Vec::new();
+        if self.sandbox.is_some() {
+            kinds.push(ExecutorKind::Docker);
+        }
+        if self.unsandboxed.is_some() || self.config.trusted_by.is_some() {
+            kinds.push(ExecutorKind::Process);
+        }
+        kinds
+    }
+
+    /// How this worker will run the joined job's code: in containers of its
+    /// image (fetched through the job master unless cached), or as plain
+    /// processes if the job names no image and this worker allows that.
+    async fn executor_for(
+        &self,
+        jm: &HttpClient,
+        joined: &Joined,
+        job_key: &PublicKey,
+    ) -> Result<Arc<dyn Executor>, String> {
+        let Some(image) = &joined.spec.image else {
+            // The volunteer's own owner's job: her code, her machine.
+            if let Some(owner) = &self.config.trusted_by
+                && OwnerEndorsement::vouches(joined.endorsement.as_ref(), owner, job_key)
+            {
+                return Ok(Arc::new(ProcessExecutor));
+            }
+            return self.unsandboxed.clone().ok_or_else(|| {
+                "the job names no container image, so its code would run unsandboxed on this \
+                 machine; this worker runs other people's code only in containers (start it \
+                 with --allow-unsandboxed-jobs to accept such jobs, and only if you trust them \
+                 completely; jobs endorsed by the owner key of --trusted-by are run too)"
+                    .to_owned()
+            });
+        };
+        let Some(sandbox) = &self.sandbox else {
+            return Err(format!(
+                "the job runs in the container image {:?}, and this worker has no Docker engine",
+                image.name
+            ));
+        };
+        let source = JobMasterChunks {
+            lanes: self.lanes(jm.address(), Some(&joined.session)),
+        };
+        let last = std::sync::Mutex::new(std::time::Instant::now());
+        let progress = |done: u64, total: u64| {
+            let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+            if done == total || last.elapsed() > Duration::from_secs(3) {
+                *last = std::time::Instant::now();
+                tracing::info!(
+                    "fetching the job's image: {} of {} MiB",
+                    done >> 20,
+                    total.div_ceil(1 << 20)
+                );
+            }
+        };
+        // `-D tormr.container.reuse=false`: a fresh container for every run.
+        let keep = joined
+            .spec
+            .conf
+            .get(REUSE_CONTAINERS)
+            .is_none_or(|v| v != "false");
+        sandbox
+            .executor(image, &source, &progress, keep)
+            .await
+            .map_err(|e| format!("the job's image: {e}"))
+    }
+
+    /// Clients for parallel bulk transfers to `address`: over Tor each lane
+    /// is its own circuit; on loopback one lane is enough.
+    fn lanes(&self, address: &Address, bearer: Option<&str>) -> Vec<HttpClient> {
+        let client = |transport| {
+            let c = HttpClient::new(transport, address.clone());
+            match bearer {
+                Some(b) => c.with_bearer(b),
+                None => c,
+            }
+        };
+        match self.transport.isolated() {
             Some(_) => (0..self.config.data_lanes.max(1))
                 .map(|_| {
-                    HttpClient::new(
+                    client(
                         self.transport
                             .isolated()
                             .unwrap_or_else(|| self.transport.clone()),
-                        address.clone(),
                     )
                 })
                 .collect(),
-            None => vec![HttpClient::new(self.transport.clone(), address)],
-        };
+            None => vec![client(self.transport.clone())],
+        }
+    }
+
+    fn data_client(&self, joined: &Joined) -> Result<DataClient, WorkerError> {
+        let address = Address::parse(&joined.datalayer)
+            .map_err(|e| WorkerError::Join(format!("the job's data layer address: {e}")))?;
+        let lanes = self.lanes(&address, None);
         Ok(DataClient::new(lanes, joined.job.clone()))
     }
 }

@@ -54,12 +54,29 @@ struct Fixture {
 }
 
 impl Fixture {
+    /// An executor that keeps containers between runs, as workers use it.
     fn new(name: &str) -> Fixture {
+        Self::build(name, true)
+    }
+
+    /// An executor that makes a fresh container for every run.
+    fn fresh(name: &str) -> Fixture {
+        Self::build(name, false)
+    }
+
+    fn build(name: &str, keep: bool) -> Fixture {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let docker = rt.block_on(connect()).expect("a running Docker engine");
         let label = format!("test-{name}-{}", std::process::id());
-        let executor = DockerExecutor::new(docker, image(), limits(), &label);
         let dir = tempfile::tempdir().unwrap();
+        let mut executor = DockerExecutor::new(docker, image(), limits(), &label);
+        if keep {
+            executor = executor.keeping_containers(&dir.path().join("idle"));
+            assert!(
+                executor.keeps_containers(),
+                "no idle program for this machine"
+            );
+        }
         std::fs::create_dir_all(dir.path().join("files")).unwrap();
         std::fs::write(dir.path().join("files/words.txt"), "shipped file\n").unwrap();
         Fixture {
@@ -79,6 +96,8 @@ impl Fixture {
             files,
             tmpdir: self.dir.path().join("tmp"),
             timeout,
+            argv: None,
+            pfs: None,
         }
     }
 
@@ -117,13 +136,22 @@ impl Fixture {
         self.container_ids().len()
     }
 
-    /// Waits (briefly) until every container of this fixture is gone.
+    /// Waits (briefly) until every container of this fixture is gone, once
+    /// the job is over (kept containers retired).
     fn assert_cleaned_up(&self) {
+        self.rt.block_on(self.executor.retire());
         let start = Instant::now();
         while self.leftovers() > 0 && start.elapsed() < Duration::from_secs(10) {
             std::thread::sleep(Duration::from_millis(100));
         }
         assert_eq!(self.leftovers(), 0, "containers were left behind");
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        // The job is over: no kept container outlives its test.
+        self.rt.block_on(self.executor.retire());
     }
 }
 
@@ -133,7 +161,12 @@ fn text(ran: &Ran<Vec<u8>>) -> String {
 
 #[test]
 fn streams_a_large_input_through_the_container_unchanged() {
-    let f = Fixture::new("stream");
+    for f in [Fixture::new("stream"), Fixture::fresh("stream-fresh")] {
+        streams_a_large_input(f);
+    }
+}
+
+fn streams_a_large_input(f: Fixture) {
     // 48 MiB through a 64 MiB container: it can only pass if it streams.
     let mut input = Vec::with_capacity((48 * MIB) as usize);
     let mut x: u64 = 7;
@@ -188,7 +221,7 @@ fn job_code_runs_as_nobody_without_capabilities_or_privilege_gain() {
 fn job_code_cannot_write_outside_tmp() {
     let f = Fixture::new("write");
     let ran = f.run(
-        "sh -c 'for p in /job/x /x /bin/x /tmp/x; do \
+        "sh -c 'for p in /job/x /x /bin/x /dev/shm/x /dev/x /tmp/x; do \
          if echo hi > $p 2>/dev/null; then echo $p:written; else echo $p:refused; fi; done'",
         b"",
         Duration::from_secs(60),
@@ -196,7 +229,7 @@ fn job_code_cannot_write_outside_tmp() {
     assert!(ran.exit.success(), "{}", ran.stderr.tail);
     assert_eq!(
         text(&ran),
-        "/job/x:refused\n/x:refused\n/bin/x:refused\n/tmp/x:written\n"
+        "/job/x:refused\n/x:refused\n/bin/x:refused\n/dev/shm/x:refused\n/dev/x:refused\n/tmp/x:written\n"
     );
     assert!(!f.dir.path().join("files/x").exists());
     // /tmp is capped too: 8 MiB, and writing more fails.
@@ -343,7 +376,12 @@ fn a_memory_hog_is_killed_at_the_memory_limit() {
 
 #[test]
 fn a_task_that_never_ends_is_killed_at_its_time_limit_and_removed() {
-    let f = Fixture::new("time");
+    for f in [Fixture::new("time"), Fixture::fresh("time-fresh")] {
+        killed_at_time_limit(f);
+    }
+}
+
+fn killed_at_time_limit(f: Fixture) {
     let started = Instant::now();
     let ran = f.run("sleep 1000", b"", Duration::from_secs(2));
     assert_eq!(ran.exit, Exit::TimedOut);
@@ -418,6 +456,8 @@ fn an_unknown_image_is_a_start_error_not_a_hang() {
         files: dir.path().to_owned(),
         tmpdir: dir.path().to_owned(),
         timeout: Duration::from_secs(10),
+        argv: None,
+        pfs: None,
     };
     let err = run_filter(
         rt.handle(),
@@ -430,4 +470,44 @@ fn an_unknown_image_is_a_start_error_not_a_hang() {
     .err()
     .expect("no such image");
     assert!(err.to_string().contains("tormr-no-such-image"), "{err}");
+}
+
+#[test]
+fn kept_containers_serve_many_runs_but_never_show_one_runs_leftovers() {
+    let f = Fixture::new("kept");
+    let host = |cmd: &str| {
+        let ran = f.run(cmd, b"", Duration::from_secs(30));
+        assert_eq!(ran.exit, Exit::Code(0), "{cmd}: {:?}", ran.stderr);
+        text(&ran)
+    };
+    // A container's hostname is its id: consecutive clean runs share one.
+    let first = host("hostname");
+    assert_eq!(
+        host("hostname"),
+        first,
+        "a clean run's container was not kept"
+    );
+    // A run that leaves a file in /tmp spoils its container for the next.
+    let writer = host("sh -c 'echo secret > /tmp/left; hostname'");
+    assert_eq!(writer, first);
+    let after = host("sh -c 'ls -A /tmp; hostname'");
+    assert_ne!(
+        after, writer,
+        "the next run got the container with a file in /tmp"
+    );
+    assert!(!after.contains("left"), "{after}");
+    // So does one that leaves a process running.
+    let spawner = host("sh -c 'sleep 1000 >/dev/null 2>&1 & hostname'");
+    assert_ne!(
+        host("hostname"),
+        spawner,
+        "the next run shared a lingering process"
+    );
+    // A failing run is fine to reuse after; a killed one is not.
+    let code = f.run("sh -c 'exit 3'", b"", Duration::from_secs(30));
+    assert_eq!(code.exit, Exit::Code(3));
+    let timed_out = f.run("sleep 1000", b"", Duration::from_secs(1));
+    assert_eq!(timed_out.exit, Exit::TimedOut);
+    assert!(f.leftovers() <= 1, "spoiled containers were not removed");
+    f.assert_cleaned_up();
 }

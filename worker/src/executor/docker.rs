@@ -10,6 +10,7 @@
 //! its run ends or is dropped; [`DockerExecutor::sweep`] removes whatever an
 //! interrupted worker left behind.
 
+use super::kept::{self, IDLE_TARGET, Kept};
 use super::{ExecError, ExecSpec, Executor, Exit, RunHandle, Started, argv};
 use async_trait::async_trait;
 use bollard::Docker;
@@ -21,6 +22,8 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tormr_core::wire::bulletin::ExecutorKind;
 
@@ -32,7 +35,7 @@ pub const JOB_USER: &str = "65534:65534";
 const WORKER_LABEL: &str = "tormr.worker";
 /// How much output may wait between the container and the task before the
 /// container is paused by back-pressure.
-const PIPE_BYTES: usize = 256 * 1024;
+pub(super) const PIPE_BYTES: usize = 256 * 1024;
 
 /// What a container may use: the volunteer's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +83,8 @@ pub struct DockerExecutor {
     image: String,
     limits: Limits,
     worker_label: String,
+    /// Containers kept between runs, when enabled.
+    kept: Option<Arc<Kept>>,
 }
 
 impl std::fmt::Debug for DockerExecutor {
@@ -140,7 +145,80 @@ impl DockerExecutor {
             image: image.to_owned(),
             limits,
             worker_label: worker_label.to_owned(),
+            kept: None,
         }
+    }
+
+    /// Serves runs from kept containers (one `docker exec` each) instead of
+    /// a fresh container per run; the idle program is written into `dir`.
+    /// Without an idle program for this architecture, nothing changes.
+    pub fn keeping_containers(mut self, dir: &std::path::Path) -> Self {
+        self.kept = Kept::new(self.docker.clone(), dir);
+        self
+    }
+
+    /// Whether runs are served from kept containers.
+    pub fn keeps_containers(&self) -> bool {
+        self.kept.is_some()
+    }
+
+    /// Removes the kept containers that are free (call when the job is over).
+    pub async fn retire(&self) {
+        if let Some(kept) = &self.kept {
+            kept.retire().await;
+        }
+    }
+
+    pub(super) fn memory_bytes(&self) -> u64 {
+        self.limits.memory_bytes
+    }
+
+    /// The environment job code sees in a container.
+    pub(super) fn run_env(&self, spec: &ExecSpec) -> Vec<String> {
+        let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        env.push("TMPDIR=/tmp".into());
+        env.push("HOME=/tmp".into());
+        env.push(format!("PATH={JOB_DIR}:/usr/local/bin:/usr/bin:/bin"));
+        env
+    }
+
+    /// Creates and starts a container whose only process idles, for runs
+    /// to be exec'd in; its id.
+    pub(super) async fn create_idle(
+        &self,
+        spec: &ExecSpec,
+        idle_program: &std::path::Path,
+    ) -> Result<(String, Option<kept::Probe>), bollard::errors::Error> {
+        let mut body = self.container_body(spec, vec![IDLE_TARGET.into()]);
+        body.env = Some(Vec::new());
+        body.attach_stdin = Some(false);
+        body.attach_stdout = Some(false);
+        body.attach_stderr = Some(false);
+        body.open_stdin = Some(false);
+        body.stdin_once = Some(false);
+        if let Some(mounts) = body.host_config.as_mut().and_then(|h| h.mounts.as_mut()) {
+            mounts.push(Mount {
+                typ: Some(MountType::BIND),
+                source: Some(idle_program.display().to_string()),
+                target: Some(IDLE_TARGET.into()),
+                read_only: Some(true),
+                ..Default::default()
+            });
+        }
+        let options = CreateContainerOptionsBuilder::default().build();
+        let id = self.docker.create_container(Some(options), body).await?.id;
+        if let Err(e) = self.docker.start_container(&id, None).await {
+            remove(&self.docker, &id).await;
+            return Err(e);
+        }
+        let probe = match self.docker.inspect_container(&id, None).await {
+            Ok(i) => i.state.and_then(|s| s.pid).and_then(kept::Probe::of_pid),
+            Err(_) => None,
+        };
+        if probe.is_none() {
+            tracing::debug!("cannot read a kept container's cgroup: it serves one run");
+        }
+        Ok((id, probe))
     }
 
     /// Removes every container this worker left behind (after a crash or a
@@ -174,13 +252,13 @@ impl DockerExecutor {
     }
 
     fn container_body(&self, spec: &ExecSpec, argv: Vec<String>) -> ContainerCreateBody {
-        let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        env.push("TMPDIR=/tmp".into());
-        env.push("HOME=/tmp".into());
-        env.push(format!("PATH={JOB_DIR}:/usr/local/bin:/usr/bin:/bin"));
+        let env = self.run_env(spec);
         let memory = i64::try_from(self.limits.memory_bytes).unwrap_or(i64::MAX);
         let host = HostConfig {
             network_mode: Some("none".into()),
+            // A private IPC namespace without /dev/shm: /tmp is the only
+            // place job code can write.
+            ipc_mode: Some("none".into()),
             readonly_rootfs: Some(true),
             tmpfs: Some(HashMap::from([(
                 "/tmp".to_owned(),
@@ -198,13 +276,7 @@ impl DockerExecutor {
             pids_limit: Some(i64::try_from(self.limits.pids).unwrap_or(i64::MAX)),
             cap_drop: Some(vec!["ALL".into()]),
             security_opt: Some(vec!["no-new-privileges".into()]),
-            mounts: Some(vec![Mount {
-                typ: Some(MountType::BIND),
-                source: Some(spec.files.display().to_string()),
-                target: Some(JOB_DIR.into()),
-                read_only: Some(true),
-                ..Default::default()
-            }]),
+            mounts: Some(mounts(spec)),
             ..Default::default()
         };
         ContainerCreateBody {
@@ -232,8 +304,28 @@ impl DockerExecutor {
     }
 }
 
+fn bind(source: &std::path::Path, target: &str, read_only: bool) -> Mount {
+    Mount {
+        typ: Some(MountType::BIND),
+        source: Some(source.display().to_string()),
+        target: Some(target.into()),
+        read_only: Some(read_only),
+        ..Default::default()
+    }
+}
+
+/// The job's files at `/job`, and a datum's folders under `/pfs`.
+fn mounts(spec: &ExecSpec) -> Vec<Mount> {
+    let mut mounts = vec![bind(&spec.files, JOB_DIR, true)];
+    if let Some(pfs) = &spec.pfs {
+        mounts.push(bind(&pfs.input, &format!("/pfs/{}", pfs.input_name), true));
+        mounts.push(bind(&pfs.out, "/pfs/out", false));
+    }
+    mounts
+}
+
 /// Force-removes a container; true if it was there.
-async fn remove(docker: &Docker, id: &str) -> bool {
+pub(super) async fn remove(docker: &Docker, id: &str) -> bool {
     let options = RemoveContainerOptionsBuilder::default()
         .force(true)
         .v(true)
@@ -246,13 +338,50 @@ struct ContainerRun {
     id: String,
     memory_bytes: u64,
     removed: bool,
+    phases: Arc<Mutex<Phases>>,
+}
+
+/// Where a container run's time went, for the per-run overhead at debug
+/// level (`bench/executor.sh` sums these lines). For a run in a kept
+/// container, "create" is taking or making the container, "start" is starting
+/// the exec, and "remove" is checking it fresh and giving it back.
+#[derive(Debug, Default)]
+pub(super) struct Phases {
+    pub(super) began: Option<Instant>,
+    pub(super) create: Duration,
+    pub(super) attach: Duration,
+    pub(super) start: Duration,
+    /// From start to the first output byte.
+    pub(super) first_byte: Option<Duration>,
+    /// From start to the code's exit.
+    pub(super) ran: Duration,
+}
+
+impl Phases {
+    pub(super) fn log(&self, remove: Duration) {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        tracing::debug!(
+            "container run phases: create {:.1} ms, attach {:.1} ms, start {:.1} ms, first byte {:.1} ms, ran {:.1} ms, remove {:.1} ms",
+            ms(self.create),
+            ms(self.attach),
+            ms(self.start),
+            self.first_byte.map(ms).unwrap_or(-1.0),
+            ms(self.ran),
+            ms(remove)
+        );
+    }
 }
 
 #[async_trait]
 impl RunHandle for ContainerRun {
     async fn wait(&mut self) -> Exit {
         let mut waits = self.docker.wait_container(&self.id, None);
-        let code = match waits.next().await {
+        let ended = waits.next().await;
+        {
+            let mut p = self.phases.lock().unwrap_or_else(|p| p.into_inner());
+            p.ran = p.began.map(|b| b.elapsed()).unwrap_or_default();
+        }
+        let code = match ended {
             Some(Ok(r)) => r.status_code,
             Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
             Some(Err(e)) => {
@@ -261,25 +390,7 @@ impl RunHandle for ContainerRun {
             }
             None => -1,
         };
-        // Only a SIGKILL (137) can be the kernel's OOM killer: ask the engine
-        // then, and spare every other run the extra call.
-        let oom = code == 137
-            && self
-                .docker
-                .inspect_container(&self.id, None)
-                .await
-                .ok()
-                .and_then(|i| i.state)
-                .and_then(|s| s.oom_killed)
-                .unwrap_or(false);
-        if oom {
-            Exit::OutOfMemory(self.memory_bytes)
-        } else if code > 128 && code < 160 {
-            // Docker reports a signal death as 128 + the signal's number.
-            Exit::Signal((code - 128) as i32)
-        } else {
-            Exit::Code(i32::try_from(code).unwrap_or(-1))
-        }
+        oom_or_exit(&self.docker, &self.id, code, self.memory_bytes).await
     }
 
     async fn kill(&mut self) {
@@ -292,8 +403,13 @@ impl RunHandle for ContainerRun {
 
     async fn cleanup(&mut self) {
         if !self.removed {
+            let removing = Instant::now();
             remove(&self.docker, &self.id).await;
             self.removed = true;
+            self.phases
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .log(removing.elapsed());
         }
     }
 }
@@ -313,18 +429,46 @@ impl Drop for ContainerRun {
     }
 }
 
+/// What an exit code means. Only a SIGKILL (137) can be the kernel's OOM
+/// killer: the engine is asked then, and every other run spared the call.
+pub(super) async fn oom_or_exit(docker: &Docker, container: &str, code: i64, memory: u64) -> Exit {
+    let oom = code == 137
+        && docker
+            .inspect_container(container, None)
+            .await
+            .ok()
+            .and_then(|i| i.state)
+            .and_then(|s| s.oom_killed)
+            .unwrap_or(false);
+    if oom {
+        Exit::OutOfMemory(memory)
+    } else if code > 128 && code < 160 {
+        // Docker reports a signal death as 128 + the signal's number.
+        Exit::Signal((code - 128) as i32)
+    } else {
+        Exit::Code(i32::try_from(code).unwrap_or(-1))
+    }
+}
+
 /// Copies the multiplexed attach output into two pipes, one per stream.
-async fn demux(
+pub(super) async fn demux(
     mut output: std::pin::Pin<
         Box<dyn futures_util::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>,
     >,
     mut stdout: tokio::io::DuplexStream,
     mut stderr: tokio::io::DuplexStream,
+    phases: Arc<Mutex<Phases>>,
 ) {
     let mut stdout_open = true;
+    let mut first = true;
     while let Some(item) = output.next().await {
         match item {
             Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                if first {
+                    first = false;
+                    let mut p = phases.lock().unwrap_or_else(|p| p.into_inner());
+                    p.first_byte = p.began.map(|b| b.elapsed());
+                }
                 // A reader that went away (it had all it wanted) must not
                 // stop stderr from being collected.
                 if stdout_open && stdout.write_all(&message).await.is_err() {
@@ -351,23 +495,45 @@ impl Executor for DockerExecutor {
         ExecutorKind::Docker
     }
 
+    async fn finish(&self) {
+        self.retire().await;
+    }
+
     async fn start(&self, spec: &ExecSpec) -> Result<Started, ExecError> {
-        let words = argv(&spec.command)?;
+        // A datum's folders differ per run: those runs get fresh containers.
+        if let Some(kept) = &self.kept
+            && spec.pfs.is_none()
+        {
+            return kept::start(self, kept, spec).await;
+        }
+        let words = match &spec.argv {
+            Some(words) if !words.is_empty() => words.clone(),
+            _ => argv(&spec.command)?,
+        };
         let refused = |what: &str, e: bollard::errors::Error| ExecError::Start {
             command: spec.command.clone(),
             why: format!("the Docker engine refused to {what} a container: {e}"),
         };
         let options = CreateContainerOptionsBuilder::default().build();
+        let mut phases = Phases::default();
+        let mut clock = Instant::now();
+        let lap = |clock: &mut Instant| {
+            let d = clock.elapsed();
+            *clock = Instant::now();
+            d
+        };
         let created = self
             .docker
             .create_container(Some(options), self.container_body(spec, words))
             .await
             .map_err(|e| refused("create", e))?;
+        phases.create = lap(&mut clock);
         let mut run = ContainerRun {
             docker: self.docker.clone(),
             id: created.id,
             memory_bytes: self.limits.memory_bytes,
             removed: false,
+            phases: Arc::new(Mutex::new(Phases::default())),
         };
         // Attach before start, so no output is lost.
         let attach = AttachContainerOptionsBuilder::default()
@@ -384,14 +550,23 @@ impl Executor for DockerExecutor {
                 return Err(refused("attach to", e));
             }
         };
+        phases.attach = lap(&mut clock);
         if let Err(e) = self.docker.start_container(&run.id, None).await {
             run.cleanup().await;
             return Err(refused("start", e));
         }
+        phases.start = lap(&mut clock);
+        phases.began = Some(clock);
+        *run.phases.lock().unwrap_or_else(|p| p.into_inner()) = phases;
         let (out_writer, out_reader) = tokio::io::duplex(PIPE_BYTES);
         let (err_writer, err_reader) = tokio::io::duplex(PIPE_BYTES);
         // The pump ends when the container's output does (it exits or is killed).
-        tokio::spawn(demux(attached.output, out_writer, err_writer));
+        tokio::spawn(demux(
+            attached.output,
+            out_writer,
+            err_writer,
+            run.phases.clone(),
+        ));
         Ok(Started {
             stdin: Box::new(attached.input),
             stdout: Box::new(out_reader),

@@ -55,7 +55,16 @@ impl Executor for ProcessExecutor {
     }
 
     async fn start(&self, spec: &ExecSpec) -> Result<Started, ExecError> {
-        let words = argv(&spec.command)?;
+        if spec.pfs.is_some() {
+            return Err(ExecError::Start {
+                command: spec.command.clone(),
+                why: "a Pachyderm pipeline runs in its image: it needs the Docker executor".into(),
+            });
+        }
+        let words = match &spec.argv {
+            Some(words) if !words.is_empty() => words.clone(),
+            _ => argv(&spec.command)?,
+        };
         let mut cmd = tokio::process::Command::new(&words[0]);
         cmd.args(&words[1..])
             .current_dir(&spec.workdir)
