@@ -121,10 +121,25 @@ pub struct WorkerArgs {
     /// Memory offered (e.g. 2g); bounds each task's sort buffer.
     #[arg(long, default_value = "2g", value_name = "SIZE")]
     pub memory: String,
-    /// Run job code as plain child processes, without a sandbox. Only for jobs
-    /// you trust completely: their code can read your files and use your network.
+    /// Also take jobs that name no container image, and run their code as
+    /// plain child processes, without a sandbox. Only for jobs you trust
+    /// completely: their code can read your files and use your network. Jobs
+    /// that name an image always run in containers.
     #[arg(long)]
     pub allow_unsandboxed_jobs: bool,
+    /// This worker is the machine of the owner with this key (as `tormr
+    /// submit --own-workers` prints it): it serves only her jobs, and runs
+    /// those that name no image as plain processes.
+    #[arg(long, value_name = "OWNER_KEY")]
+    pub trusted_by: Option<String>,
+    /// Disk the cache of job images may use in the Docker engine; the least
+    /// recently used images are removed beyond it.
+    #[arg(long, default_value = "10g", value_name = "SIZE")]
+    pub image_cache: String,
+    /// Size of the writable /tmp of each job container (it counts against
+    /// the container's memory).
+    #[arg(long, default_value = "256m", value_name = "SIZE")]
+    pub task_tmp: String,
     /// Leave after one job instead of returning to the board.
     #[arg(long)]
     pub once: bool,
@@ -134,7 +149,10 @@ const WORKER_EXAMPLES: &str = "\
 Examples:
   # On the private testnet (see `tormr testnet up`)
   tormr worker --bulletin ABC…XYZ.onion --state ~/.tormr/worker1 \\
-      --tor-config /tmp/tn/arti.toml --cores 2 --memory 4g --allow-unsandboxed-jobs";
+      --tor-config /tmp/tn/arti.toml --cores 2 --memory 4g
+
+  # Without a Docker engine, taking only image-less jobs you trust completely
+  tormr worker --bulletin ABC…XYZ.onion --state ~/.tormr/worker1 --allow-unsandboxed-jobs";
 
 #[derive(Subcommand, Debug)]
 pub enum TestnetCommand {
@@ -227,14 +245,24 @@ pub struct SubmitArgs {
     /// Run an mrjob script instead of Streaming commands.
     #[arg(long, value_name = "SCRIPT.py", conflicts_with_all = ["mapper", "reducer", "combiner"])]
     pub mrjob: Option<PathBuf>,
+    /// Run a Pachyderm pipeline spec (JSON or YAML): its transform.image and
+    /// transform.cmd over the datums its glob cuts from the one -input folder;
+    /// the files its datums write to /pfs/out are merged into -output.
+    #[arg(long, value_name = "SPEC", conflicts_with_all = ["mapper", "reducer", "combiner", "mrjob", "image"])]
+    pub pachyderm: Option<PathBuf>,
     /// Python interpreter for mrjob scripts (on the owner's and workers' machines).
     #[arg(long, default_value = "python3")]
     pub python: String,
     /// Run the job's commands in containers of this image of your local
-    /// Docker engine (no network, read-only root, limits, non-root). Local
-    /// mode only for now: workers over Tor cannot receive images yet.
+    /// Docker engine (no network, read-only root, limits, non-root). Over Tor
+    /// the image is exported and served to the workers by the job master.
     #[arg(long, value_name = "NAME")]
     pub image: Option<String>,
+    /// Run only on your own workers (over Tor): those started with
+    /// `--trusted-by` the public half of the owner key in FILE (created if
+    /// missing). They run the job's code without a sandbox if it names no image.
+    #[arg(long, value_name = "FILE")]
+    pub own_workers: Option<PathBuf>,
     /// Print a machine-readable summary on stdout at the end.
     #[arg(long)]
     pub json: bool,

@@ -18,6 +18,12 @@ const MRJOB_HELPER: &str = include_str!("mrjob_helper.py");
 pub struct JobDefinition {
     pub spec: JobSpec,
     pub files: BTreeMap<Digest, PathBuf>,
+    /// The image archive the job master serves, when the job ships one.
+    pub image: Option<tormr_jobmaster::ImageArchive>,
+    /// The Pachyderm pipeline the job runs, if it is one.
+    pub pipeline: Option<tormr_core::spec::pachyderm::Pipeline>,
+    /// Inputs the definition made itself (a pipeline's datums), instead of `-input`.
+    pub inputs: Option<Vec<PathBuf>>,
 }
 
 fn hash_file(path: &Path) -> Result<(Digest, u64, bool)> {
@@ -130,10 +136,15 @@ pub fn streaming(args: &SubmitArgs) -> Result<JobDefinition> {
         env: cmdenv(args)?,
         limits: limits_from_conf(&conf)?,
         conf,
+        image: None,
+        pachyderm: None,
     };
     Ok(JobDefinition {
         spec,
         files: by_digest,
+        image: None,
+        pipeline: None,
+        inputs: None,
     })
 }
 
@@ -202,17 +213,23 @@ pub fn mrjob(args: &SubmitArgs, script: &Path, scratch: &Path) -> Result<JobDefi
         env: cmdenv(args)?,
         limits: limits_from_conf(&conf)?,
         conf,
+        image: None,
+        pachyderm: None,
     };
     Ok(JobDefinition {
         spec,
         files: by_digest,
+        image: None,
+        pipeline: None,
+        inputs: None,
     })
 }
 
 /// The job the flags describe; `scratch` holds anything unpacked for it.
 pub fn build(args: &SubmitArgs, scratch: &Path) -> Result<JobDefinition> {
-    match &args.mrjob {
-        Some(script) => mrjob(args, script, scratch),
-        None => streaming(args),
+    match (&args.pachyderm, &args.mrjob) {
+        (Some(spec), _) => crate::pachyderm::definition(args, spec, &scratch.join("datums")),
+        (None, Some(script)) => mrjob(args, script, scratch),
+        (None, None) => streaming(args),
     }
 }

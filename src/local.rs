@@ -18,8 +18,9 @@ use tormr_net::tcp::TcpTransport;
 use tormr_net::transport::ServiceSpec;
 use tormr_net::{HttpClient, Server, ServerConfig, Transport};
 use tormr_worker::executor::Executor;
-use tormr_worker::executor::docker::{self, DockerExecutor, Limits};
+use tormr_worker::executor::docker::Limits;
 use tormr_worker::executor::process::ProcessExecutor;
+use tormr_worker::sandbox::Sandbox;
 use tormr_worker::{Volunteer, WorkerConfig};
 
 /// Parses `local[N]` (and `local` for one worker).
@@ -45,13 +46,19 @@ pub struct LocalCluster {
 }
 
 impl LocalCluster {
-    /// Starts the cluster; its workers run job code in containers of
-    /// `image` (of the local Docker engine) when one is given.
-    pub async fn start(workers: u32, dir: &Path, image: Option<&str>) -> Result<Self> {
+    /// Starts the cluster. Its workers run the owner's code as plain
+    /// processes, or, with `containers`, in containers of the job's image
+    /// (which the local engine, shared with the owner, already has).
+    pub async fn start(workers: u32, dir: &Path, containers: bool) -> Result<Self> {
         if workers == 0 {
             bail!("a local cluster needs at least one worker");
         }
-        let executor = local_executor(image).await?;
+        let sandbox = if containers {
+            Some(local_sandbox(dir).await?)
+        } else {
+            None
+        };
+        let unsandboxed: Arc<dyn Executor> = Arc::new(ProcessExecutor);
         let transport: Arc<dyn Transport> = Arc::new(TcpTransport::new());
         let stop = CancellationToken::new();
         let publish = |name: &str| ServiceSpec::new(name);
@@ -97,7 +104,8 @@ impl LocalCluster {
                 identity: Arc::new(Identity::generate()),
                 transport: transport.clone(),
                 bulletin: bulletin_client.clone(),
-                executor: executor.clone(),
+                sandbox: sandbox.clone(),
+                unsandboxed: Some(unsandboxed.clone()),
             };
             let stop = stop.clone();
             running.spawn(async move {
@@ -117,6 +125,7 @@ impl LocalCluster {
             min_workers: workers,
             wait: Duration::from_secs(60),
             lanes: 1,
+            owner: None,
         };
         Ok(LocalCluster {
             cluster,
@@ -139,22 +148,13 @@ impl LocalCluster {
     }
 }
 
-/// The executor of local workers: the owner's own code, so a plain process,
-/// unless she asked for containers of an image.
-async fn local_executor(image: Option<&str>) -> Result<Arc<dyn Executor>> {
-    let Some(image) = image else {
-        return Ok(Arc::new(ProcessExecutor));
-    };
-    let engine = docker::connect()
-        .await
-        .map_err(|e| UsageError(format!("--image: {e}")))?;
-    docker::check_image(&engine, image)
-        .await
-        .map_err(|e| UsageError(format!("--image: {e}")))?;
+/// The container side of local workers: the owner's own engine.
+async fn local_sandbox(dir: &Path) -> Result<Arc<Sandbox>> {
     let label = format!("local-{}", std::process::id());
-    let executor = DockerExecutor::new(engine, image, Limits::default(), &label);
-    executor.sweep().await?;
-    Ok(Arc::new(executor))
+    let sandbox = Sandbox::connect(dir, Limits::default(), 10 << 30, &label)
+        .await
+        .map_err(|e| UsageError(format!("--image: {e}")))?;
+    Ok(Arc::new(sandbox))
 }
 
 #[cfg(test)]

@@ -3,10 +3,12 @@
 //! 1 the job failed, 2 bad usage or input, 130 interrupted, 3 anything else.
 
 mod cli;
+mod image;
 mod jobdef;
 mod local;
 mod network;
 mod owner;
+mod pachyderm;
 mod progress;
 mod serve;
 mod submit;

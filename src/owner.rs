@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tormr_bulletin::BulletinClient;
 use tormr_core::counters::Counters;
-use tormr_core::identity::Identity;
+use tormr_core::identity::{Identity, Signed};
 use tormr_core::ids::{JobId, TaskKind};
 use tormr_core::store::redb::RedbStore;
 use tormr_core::token::TokenSecret;
-use tormr_core::wire::bulletin::{ClusterRequest, RequestState, Requirements};
-use tormr_core::wire::job::JobState;
+use tormr_core::wire::bulletin::{ClusterRequest, ExecutorKind, RequestState, Requirements};
+use tormr_core::wire::job::{JobState, OwnerEndorsement};
 use tormr_datalayer::DataClient;
 use tormr_jobmaster::clock::SystemClock;
 use tormr_jobmaster::input::{list_inputs, plan_slices, upload_inputs};
@@ -34,6 +34,11 @@ use tormr_net::{Address, HttpClient, Server, ServerConfig, Transport};
 /// How long the owner keeps serving a finished job until every worker has
 /// heard that it is done.
 const TOLD_DONE_GRACE: Duration = Duration::from_secs(15);
+
+/// How long the owner's Tor client outlives the job master's service, so the
+/// last "job done" answers reach the workers (seen in CI: without it, a worker
+/// whose answer was lost retried an unreachable job master for 5 minutes).
+const ANSWERS_DRAIN: Duration = Duration::from_secs(3);
 
 /// Where a job runs: how to reach the board and the data layer.
 pub struct Cluster {
@@ -53,6 +58,9 @@ pub struct Cluster {
     pub lanes: usize,
     /// How the owner reaches the data layer (in-process memory, loopback, or Tor).
     pub data_transport: Arc<dyn Transport>,
+    /// The owner's long-term key, when the job runs on her own workers only
+    /// (those started `--trusted-by` it).
+    pub owner: Option<Arc<Identity>>,
 }
 
 #[derive(Debug, Serialize, Default)]
@@ -149,6 +157,15 @@ pub async fn run_job(
         )],
     };
     let data = DataClient::new(data_lanes, job.clone());
+    let endorsement = cluster.owner.as_ref().map(|owner| {
+        Signed::sign(
+            owner,
+            &OwnerEndorsement {
+                job_key: identity.public(),
+                issued_at: tormr_core::unix_now(),
+            },
+        )
+    });
     let jm = JobMaster::create(JobMasterConfig {
         job: job.clone(),
         spec: def.spec.clone(),
@@ -157,6 +174,8 @@ pub async fn run_job(
         secret: cluster.secret.clone(),
         store,
         files: def.files,
+        image: def.image,
+        endorsement,
         scheduler: SchedulerConfig::default(),
         heartbeat_secs: 10,
         data: data.clone(),
@@ -210,7 +229,17 @@ pub async fn run_job(
         workers: cluster.workers,
         min_workers: cluster.min_workers,
         wait_secs: cluster.wait.as_secs(),
-        requirements: Requirements::default(),
+        requirements: Requirements {
+            // A job without an image runs as plain processes: only workers
+            // that accept unsandboxed code may take it.
+            executor: Some(if def.spec.image.is_some() {
+                ExecutorKind::Docker
+            } else {
+                ExecutorKind::Process
+            }),
+            trusted_by: cluster.owner.as_ref().map(|o| o.public()),
+            ..Requirements::default()
+        },
         issued_at: tormr_core::unix_now(),
     };
     let posted = tormr_net::client::with_retries(5, || board.post_request(&identity, &request))
@@ -363,6 +392,11 @@ pub async fn run_job(
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         server.shutdown(Duration::from_secs(2)).await;
+        if cluster.transport.isolated().is_some() {
+            // Over Tor an answer handed to the onion stream may still be
+            // queued in this process: let it cross before Tor goes away.
+            tokio::time::sleep(ANSWERS_DRAIN).await;
+        }
     }
     owner_api.shutdown(Duration::from_secs(1)).await;
 

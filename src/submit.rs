@@ -5,12 +5,13 @@ use crate::local::{LocalCluster, parse_local};
 use crate::network;
 use crate::owner::{Cluster, failure_message, human_bytes, run_job};
 use crate::progress::Ui;
-use crate::{Interrupted, JobFailed, UsageError, jobdef};
+use crate::{Interrupted, JobFailed, UsageError, image, jobdef};
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tormr_core::identity::Identity;
 use tormr_core::token::TokenSecret;
 use tormr_datalayer::{DataLayer, DataLayerConfig, DirStore};
 use tormr_net::memory::MemoryTransport;
@@ -58,18 +59,21 @@ fn target(args: &SubmitArgs) -> Result<Target, UsageError> {
                 "--cluster tor://…: {rest:?} is not an onion address"
             )));
         }
+        // A pipeline's parallelism_spec stands in for --workers.
+        let parallelism = match &args.pachyderm {
+            Some(spec) => {
+                crate::pachyderm::read_spec(spec)
+                    .map_err(|e| UsageError(format!("--pachyderm: {e:#}")))?
+                    .parallelism
+            }
+            None => None,
+        };
         let workers = args
             .workers
+            .or(parallelism)
             .ok_or_else(|| UsageError("a tor:// cluster needs --workers N".into()))?;
         if workers == 0 || workers > 10_000 {
             return Err(UsageError("--workers must be between 1 and 10000".into()));
-        }
-        if args.image.is_some() {
-            return Err(UsageError(
-                "--image works in local mode only for now: images cannot yet be sent to \
-                 workers over Tor; drop --image, or run with --cluster 'local[N]'"
-                    .into(),
-            ));
         }
         return Ok(Target::Tor { bulletin, workers });
     }
@@ -150,7 +154,20 @@ async fn tor_cluster(
                 (addresses.0, addresses.1, memory, secret)
             }
         };
+    let owner = match &args.own_workers {
+        Some(path) => {
+            let key = Identity::load_or_create(path)
+                .with_context(|| format!("--own-workers: the owner key {}", path.display()))?;
+            eprintln!(
+                "running on your own workers only: those started with --trusted-by {}",
+                key.public().to_text()
+            );
+            Some(Arc::new(key))
+        }
+        None => None,
+    };
     let cluster = Cluster {
+        owner,
         transport: tor,
         bulletin,
         datalayer,
@@ -190,13 +207,24 @@ async fn submit(args: SubmitArgs) -> Result<()> {
         }
     };
     // Everything wrong with a job definition is the owner's to fix.
-    let def =
+    let mut def =
         jobdef::build(&args, &state.join("unpacked")).map_err(|e| UsageError(format!("{e:#}")))?;
     let ui = Ui::new();
+    let image_name = args
+        .image
+        .clone()
+        .or_else(|| def.pipeline.as_ref().map(|p| p.image.clone()));
+    if let Some(name) = &image_name {
+        // Local workers share the owner's engine; workers over Tor get a copy.
+        let ship = matches!(target, Target::Tor { .. });
+        let (image, archive) = image::prepare(name, ship, &state.join("image"), &ui).await?;
+        def.spec.image = Some(image);
+        def.image = archive;
+    }
     let (cluster, local, servers) = match target {
         Target::Local(n) => {
             let local =
-                LocalCluster::start(n, &state.join("cluster"), args.image.as_deref()).await?;
+                LocalCluster::start(n, &state.join("cluster"), image_name.is_some()).await?;
             (None, Some(local), Vec::new())
         }
         Target::Tor { bulletin, workers } => {
@@ -215,17 +243,36 @@ async fn submit(args: SubmitArgs) -> Result<()> {
         network::shutdown_signal().await;
         on_signal.cancel();
     });
+    let pipeline = def.pipeline.clone();
+    let inputs = def.inputs.clone().unwrap_or_else(|| args.inputs.clone());
+    // A pipeline's outputs are tars of each datum's /pfs/out, merged below.
+    let job_output = match &pipeline {
+        Some(_) => state.join("pfs-parts"),
+        None => args.output.clone(),
+    };
+    let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let job_timer = pipeline.as_ref().and_then(|p| p.job_timeout).map(|limit| {
+        let (interrupt, timed_out) = (interrupt.clone(), timed_out.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(limit).await;
+            timed_out.store(true, std::sync::atomic::Ordering::Relaxed);
+            interrupt.cancel();
+        })
+    });
     let result = run_job(
         cluster_ref,
         def,
-        &args.inputs,
-        &args.output,
+        &inputs,
+        &job_output,
         &state.join("owner"),
         &ui,
         interrupt.clone(),
     )
     .await;
     signals.abort();
+    if let Some(timer) = job_timer {
+        timer.abort();
+    }
     if let Some(local) = local {
         local.shutdown().await;
     }
@@ -236,6 +283,13 @@ async fn submit(args: SubmitArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     }
+    if timed_out.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(JobFailed(format!(
+            "job {} reached the pipeline's job_timeout and was stopped; no output was written",
+            summary.job
+        ))
+        .into());
+    }
     if interrupt.is_cancelled() {
         return Err(Interrupted(format!(
             "job {} interrupted; its data was removed from the data layer and no output was written",
@@ -245,6 +299,17 @@ async fn submit(args: SubmitArgs) -> Result<()> {
     }
     if summary.error.is_some() {
         return Err(JobFailed(failure_message(&summary).to_string()).into());
+    }
+    if pipeline.is_some() {
+        let merged = crate::pachyderm::merge_outputs(&job_output, &args.output);
+        let _ = std::fs::remove_dir_all(&job_output);
+        match merged {
+            Ok(n) => ui.say(&format!("{n} file(s) from the datums' /pfs/out")),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&args.output);
+                return Err(JobFailed(format!("job {}: {e:#}", summary.job)).into());
+            }
+        }
     }
     if !args.json {
         eprintln!(
