@@ -6,20 +6,6 @@
 use crate::util::*;
 use std::process::Command;
 
-/// Builds (or finds cached) an example image with its script; its name.
-fn example_image(script: &str) -> String {
-    let out = Command::new("bash")
-        .arg(repo().join("examples/images").join(script))
-        .output()
-        .unwrap_or_else(|e| panic!("running examples/images/{script}: {e}"));
-    assert!(
-        out.status.success(),
-        "building the example image with {script} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 fn containers_of(image: &str) -> usize {
     let out = Command::new("docker")
         .args(["ps", "-aq", "--filter"])
@@ -78,7 +64,7 @@ fn native_wordcount_in_containers_matches_the_process_executor() {
 }
 
 #[test]
-fn a_missing_image_or_image_over_tor_is_refused_clearly() {
+fn a_missing_image_is_refused_clearly_in_local_and_tor_mode() {
     let dir = tempfile::tempdir().unwrap();
     let input = write(dir.path(), "in.txt", "a b\n");
     let out = wordcount(&mut submit(1, &input, &dir.path().join("out")))
@@ -91,13 +77,20 @@ fn a_missing_image_or_image_over_tor_is_refused_clearly() {
     assert!(err.contains("build or load it first"), "{err}");
     assert!(!dir.path().join("out").exists());
 
+    // Over Tor too, before any Tor connection is made.
     let out = tormr()
         .args([
             "submit",
             "--cluster",
             &format!("tor://{}.onion", "a".repeat(56)),
         ])
-        .args(["--workers", "2", "--image", "x", "-input"])
+        .args([
+            "--workers",
+            "2",
+            "--image",
+            "tormr-no-such-image:0",
+            "-input",
+        ])
         .arg(&input)
         .arg("-output")
         .arg(dir.path().join("out2"))
@@ -105,11 +98,8 @@ fn a_missing_image_or_image_over_tor_is_refused_clearly() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("--image works in local mode only"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("no image"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("bootstrap"), "{}", stderr(&out));
 }
 
 #[test]

@@ -7,5 +7,6 @@
 mod docker;
 mod errors;
 mod mrjob;
+mod pachyderm;
 mod util;
 mod wordcount;

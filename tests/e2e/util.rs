@@ -172,3 +172,17 @@ pub fn require_mrjob() {
         "these tests need mrjob for python3: python3 -m pip install mrjob"
     );
 }
+
+/// Builds (or finds cached) an example image with its script; its name.
+pub fn example_image(script: &str) -> String {
+    let out = Command::new("bash")
+        .arg(repo().join("examples/images").join(script))
+        .output()
+        .unwrap_or_else(|e| panic!("running examples/images/{script}: {e}"));
+    assert!(
+        out.status.success(),
+        "building the example image with {script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}

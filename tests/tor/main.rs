@@ -164,6 +164,131 @@ fn wordcount_and_a_multi_step_mrjob_over_tor_match_local_mode() {
 }
 
 #[test]
+fn a_job_in_containers_over_tor_matches_the_process_executor() {
+    let _serial = serial();
+    let net = net();
+    let image = example_image("native-wordcount.sh");
+    let dir = tempfile::tempdir().unwrap();
+    let bulletin = Service::start("bulletin", &dir.path().join("bulletin"), net);
+    // Workers without --allow-unsandboxed-jobs: containers or nothing.
+    let workers: Vec<Proc> = (0..2)
+        .map(|i| {
+            Proc::sandboxed_worker(
+                &bulletin.address,
+                &dir.path().join(format!("worker{i}")),
+                net,
+            )
+        })
+        .collect();
+    // And the owner's own worker, which serves only her.
+    let owner_key = dir.path().join("owner.key");
+    let owner_id = tormr_core::identity::Identity::load_or_create(&owner_key).unwrap();
+    let own = Proc::own_worker(
+        &bulletin.address,
+        &dir.path().join("own"),
+        net,
+        &owner_id.public().to_text(),
+    );
+    let auditor = Auditor::start(
+        net,
+        [bulletin.proc.pid(), own.pid()]
+            .into_iter()
+            .chain(workers.iter().map(Proc::pid))
+            .collect(),
+    );
+    let text = corpus(4000, 700, 17);
+    let input = write(dir.path(), "corpus.txt", &text);
+    let wordcount = |cluster: &[String], out: &std::path::Path| {
+        let mut cmd = tormr();
+        cmd.arg("submit")
+            .args(cluster)
+            .arg("-input")
+            .arg(&input)
+            .arg("-output")
+            .arg(out)
+            .args(["-mapper", "wc-map", "-reducer", "wc-reduce"])
+            .args(["-numReduceTasks", "2", "-D", "tormr.bucket.bytes=64k"]);
+        cmd
+    };
+    let over_tor = dir.path().join("tor");
+    let owner = auditor
+        .run_owner(wordcount(&bulletin.tor_cluster(2, net), &over_tor).args(["--image", &image]));
+    assert!(
+        owner.contains("served to workers by the job master"),
+        "{owner}"
+    );
+
+    // A job that names no image finds no taker among these workers.
+    let refused = dir.path().join("refused");
+    let out = wordcount(&bulletin.tor_cluster(2, net), &refused)
+        .args(["--wait", "15s"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("expired with 0 of the 2 worker(s)"),
+        "{}",
+        stderr(&out)
+    );
+    // The owner's own worker runs her image-less job, unsandboxed.
+    let own_out = dir.path().join("own-out");
+    let mut cmd = wordcount(&bulletin.tor_cluster(1, net), &own_out);
+    cmd.arg("--own-workers")
+        .arg(&owner_key)
+        .arg("-file")
+        .arg(example_bin("wc-map"))
+        .arg("-file")
+        .arg(example_bin("wc-reduce"));
+    let owner_log = auditor.run_owner(&mut cmd);
+    assert!(
+        owner_log.contains(&format!("--trusted-by {}", owner_id.public().to_text())),
+        "{owner_log}"
+    );
+    assert_eq!(sorted_output(&own_out), direct_wordcount(&text));
+    assert!(own.log().contains("joined job"), "{}", own.log());
+    for (i, w) in workers.iter().enumerate() {
+        assert_eq!(
+            w.log().matches("joined job").count(),
+            1,
+            "worker{i} should have joined the image job only: {}",
+            w.log()
+        );
+    }
+    let report = auditor.finish();
+    report.assert_clean();
+
+    let local = dir.path().join("local");
+    run_ok(
+        wordcount(&["--cluster".into(), "local[2]".into()], &local)
+            .arg("-file")
+            .arg(example_bin("wc-map"))
+            .arg("-file")
+            .arg(example_bin("wc-reduce")),
+    );
+    assert_eq!(
+        read_parts(&over_tor),
+        read_parts(&local),
+        "containers over Tor must give the process executor's bytes"
+    );
+    assert_eq!(sorted_output(&over_tor), direct_wordcount(&text));
+    for (i, w) in workers.iter().enumerate() {
+        let log = w.log();
+        assert!(
+            log.contains("job code runs in containers"),
+            "worker{i}: {log}"
+        );
+    }
+    let fetched = workers
+        .iter()
+        .filter(|w| w.log().contains("fetching the job's image"))
+        .count();
+    assert!(
+        fetched >= 1,
+        "no worker fetched the image through the job master"
+    );
+}
+
+#[test]
 fn a_restarted_bulletin_keeps_its_address_and_its_volunteers() {
     let _serial = serial();
     let net = net();

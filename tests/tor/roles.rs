@@ -29,6 +29,25 @@ pub fn arti_toml(net: &Testnet) -> PathBuf {
     testnet::arti_config_path(&net.dir)
 }
 
+/// Every role process's log, so a failed job can show what the others saw.
+fn running_logs() -> MutexGuard<'static, Vec<PathBuf>> {
+    static LOGS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    LOGS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The last lines of every role's log that still exists (the failed test's
+/// bulletin and workers; earlier tests' folders are gone).
+fn tails_of_role_logs() -> String {
+    let mut out = String::new();
+    for log in running_logs().iter().filter(|l| l.exists()) {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().filter(|l| !l.contains(" WARN Request failed")).collect();
+        let tail = &lines[lines.len().saturating_sub(30)..];
+        out.push_str(&format!("--- {} (last {} lines)\n{}\n", log.display(), tail.len(), tail.join("\n")));
+    }
+    out
+}
+
 /// A tormr process, stopped (SIGTERM, then SIGKILL) when dropped.
 pub struct Proc {
     child: Child,
@@ -42,6 +61,7 @@ impl Proc {
             .stderr(Stdio::from(file))
             .spawn()
             .expect("starting tormr");
+        running_logs().push(log.clone());
         Proc { child, log }
     }
 
@@ -53,7 +73,22 @@ impl Proc {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// A worker that also takes jobs without an image (as plain processes).
     pub fn worker(bulletin: &Address, state: &Path, net: &Testnet) -> Proc {
+        Self::worker_with(bulletin, state, net, &["--allow-unsandboxed-jobs"])
+    }
+
+    /// A worker that runs others' code only in containers.
+    pub fn sandboxed_worker(bulletin: &Address, state: &Path, net: &Testnet) -> Proc {
+        Self::worker_with(bulletin, state, net, &[])
+    }
+
+    /// The owner's own worker: `--trusted-by` her owner key.
+    pub fn own_worker(bulletin: &Address, state: &Path, net: &Testnet, owner: &str) -> Proc {
+        Self::worker_with(bulletin, state, net, &["--trusted-by", owner])
+    }
+
+    fn worker_with(bulletin: &Address, state: &Path, net: &Testnet, flags: &[&str]) -> Proc {
         std::fs::create_dir_all(state).unwrap();
         let mut cmd = tormr();
         cmd.arg("worker")
@@ -63,7 +98,7 @@ impl Proc {
             .arg(state);
         cmd.arg("--tor-config")
             .arg(arti_toml(net))
-            .arg("--allow-unsandboxed-jobs")
+            .args(flags)
             .stdout(Stdio::null());
         Proc::spawn(&mut cmd, state.with_extension("log"))
     }
@@ -231,7 +266,8 @@ impl Auditor {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         assert!(
             status.success(),
-            "the job over Tor failed ({status}):\n{text}"
+            "the job over Tor failed ({status}):\n{text}\n{}",
+            tails_of_role_logs()
         );
         text
     }
@@ -389,12 +425,16 @@ pub fn tickets_over_tor(net: &Testnet) {
                 env: Default::default(),
                 conf: Default::default(),
                 limits: Default::default(),
+                image: None,
+                pachyderm: None,
             },
             identity: job_key.clone(),
             datalayer: d.address().clone(),
             secret,
             store: Arc::new(tormr_core::store::memory::MemoryStore::new()),
             files: Default::default(),
+            image: None,
+            endorsement: None,
             scheduler: Default::default(),
             heartbeat_secs: 10,
             data: tormr_datalayer::DataClient::new(
