@@ -263,6 +263,11 @@ pub struct SubmitArgs {
     /// missing). They run the job's code without a sandbox if it names no image.
     #[arg(long, value_name = "FILE")]
     pub own_workers: Option<PathBuf>,
+    /// Fault injection (local clusters, tests and drills): one more worker
+    /// that misbehaves, e.g. `cheat:0.1` forges 10% of its answers. Such
+    /// workers are volunteers, not the owner's: their answers get verified.
+    #[arg(long = "local-fault", value_name = "SPEC", hide = true)]
+    pub local_faults: Vec<tormr_worker::faults::Misbehaviour>,
     /// Print a machine-readable summary on stdout at the end.
     #[arg(long)]
     pub json: bool,

@@ -20,6 +20,7 @@ use tormr_net::{HttpClient, Server, ServerConfig, Transport};
 use tormr_worker::executor::Executor;
 use tormr_worker::executor::docker::Limits;
 use tormr_worker::executor::process::ProcessExecutor;
+use tormr_worker::faults::Misbehaviour;
 use tormr_worker::sandbox::Sandbox;
 use tormr_worker::{Volunteer, WorkerConfig};
 
@@ -49,7 +50,16 @@ impl LocalCluster {
     /// Starts the cluster. Its workers run the owner's code as plain
     /// processes, or, with `containers`, in containers of the job's image
     /// (which the local engine, shared with the owner, already has).
-    pub async fn start(workers: u32, dir: &Path, containers: bool) -> Result<Self> {
+    ///
+    /// Each of `faults` adds one more worker that misbehaves so (fault
+    /// injection); it counts as a volunteer, so its answers are verified, and
+    /// the N honest workers, the owner's own, arbitrate.
+    pub async fn start(
+        workers: u32,
+        faults: &[Misbehaviour],
+        dir: &Path,
+        containers: bool,
+    ) -> Result<Self> {
         if workers == 0 {
             bail!("a local cluster needs at least one worker");
         }
@@ -95,13 +105,21 @@ impl LocalCluster {
             bulletin.address().clone(),
         ));
         let mut running = tokio::task::JoinSet::new();
-        for i in 0..workers {
+        let mut trusted_workers = std::collections::BTreeSet::new();
+        let honest = (0..workers).map(|_| None);
+        let faulty = faults.iter().map(|f| Some(*f));
+        for (i, misbehaviour) in honest.chain(faulty).enumerate() {
             let mut config = WorkerConfig::new(dir.join("workers").join(i.to_string()));
             config.once = true;
             config.poll_wait = Duration::from_secs(5);
+            config.misbehaviour = misbehaviour;
+            let identity = Arc::new(Identity::generate());
+            if misbehaviour.is_none() {
+                trusted_workers.insert(identity.public());
+            }
             let volunteer = Volunteer {
                 config,
-                identity: Arc::new(Identity::generate()),
+                identity,
                 transport: transport.clone(),
                 bulletin: bulletin_client.clone(),
                 sandbox: sandbox.clone(),
@@ -121,11 +139,12 @@ impl LocalCluster {
             datalayer: datalayer.address().clone(),
             datalayer_for_workers: datalayer.address().clone(),
             secret,
-            workers,
-            min_workers: workers,
+            workers: workers + faults.len() as u32,
+            min_workers: workers + faults.len() as u32,
             wait: Duration::from_secs(60),
             lanes: 1,
             owner: None,
+            trusted_workers,
         };
         Ok(LocalCluster {
             cluster,

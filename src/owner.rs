@@ -26,6 +26,7 @@ use tormr_jobmaster::output::{check_output_free, fetch_outputs};
 use tormr_jobmaster::records::ClusterRecord;
 use tormr_jobmaster::scheduler::SchedulerConfig;
 use tormr_jobmaster::service::{OwnerApi, WorkerApi};
+use tormr_jobmaster::trust::TrustBook;
 use tormr_jobmaster::{JobMaster, JobMasterConfig};
 use tormr_net::tcp::TcpTransport;
 use tormr_net::transport::ServiceSpec;
@@ -61,6 +62,9 @@ pub struct Cluster {
     /// The owner's long-term key, when the job runs on her own workers only
     /// (those started `--trusted-by` it).
     pub owner: Option<Arc<Identity>>,
+    /// Pseudonyms of workers the owner trusts fully (her local workers):
+    /// their answers are not second-guessed and they arbitrate disputes.
+    pub trusted_workers: std::collections::BTreeSet<tormr_core::identity::PublicKey>,
 }
 
 #[derive(Debug, Serialize, Default)]
@@ -109,6 +113,12 @@ pub struct AttemptSummary {
     pub failed: u32,
     pub lost: u32,
     pub speculative: u32,
+    /// Copies run to check untrusted answers, arbiters included.
+    pub verification_copies: u32,
+    pub disputes: u32,
+    /// Tasks recomputed because a banned worker had answered them.
+    pub recomputed: u32,
+    pub banned: u32,
 }
 
 fn secs(d: Duration) -> f64 {
@@ -140,6 +150,13 @@ pub async fn run_job(
     std::fs::create_dir_all(state)
         .with_context(|| format!("creating the state folder {}", state.display()))?;
     let store = Arc::new(RedbStore::open(&state.join(format!("{job}.redb")))?);
+    let trust_path = state.join("trust.redb");
+    let trust = TrustBook::new(Arc::new(RedbStore::open(&trust_path).with_context(|| {
+        format!(
+            "opening the trust book {} (another `tormr submit` with the same --state may hold it: wait for it, or give this job another --state)",
+            trust_path.display()
+        )
+    })?));
     // Over Tor each lane is its own circuit; elsewhere one lane is enough.
     let data_lanes: Vec<HttpClient> = match cluster.data_transport.isolated() {
         Some(_) => (0..cluster.lanes.max(1))
@@ -180,6 +197,9 @@ pub async fn run_job(
         heartbeat_secs: 10,
         data: data.clone(),
         clock: Arc::new(SystemClock),
+        trust,
+        trusted_workers: cluster.trusted_workers.clone(),
+        bans: None,
     })
     .await?;
 
@@ -430,6 +450,10 @@ pub async fn run_job(
             failed: tally.failed,
             lost: tally.lost,
             speculative: tally.speculative,
+            verification_copies: tally.verification_copies,
+            disputes: tally.disputes,
+            recomputed: tally.recomputed,
+            banned: tally.banned,
         },
         counters: status.counters,
         timings: Timings {

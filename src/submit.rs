@@ -178,6 +178,7 @@ async fn tor_cluster(
         wait,
         lanes: DATA_LANES,
         data_transport,
+        trusted_workers: Default::default(),
     };
     Ok((cluster, servers))
 }
@@ -223,8 +224,13 @@ async fn submit(args: SubmitArgs) -> Result<()> {
     }
     let (cluster, local, servers) = match target {
         Target::Local(n) => {
-            let local =
-                LocalCluster::start(n, &state.join("cluster"), image_name.is_some()).await?;
+            let local = LocalCluster::start(
+                n,
+                &args.local_faults,
+                &state.join("cluster"),
+                image_name.is_some(),
+            )
+            .await?;
             (None, Some(local), Vec::new())
         }
         Target::Tor { bulletin, workers } => {

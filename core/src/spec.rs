@@ -103,6 +103,71 @@ pub struct JobLimits {
     /// negative is faster, higher is smaller (worth it over Tor).
     #[serde(default = "default_level")]
     pub compression_level: i32,
+    /// How results of untrusted workers are checked (`tormr.verify.*`).
+    #[serde(default)]
+    pub verify: VerifyPolicy,
+}
+
+/// Who settles a disagreement between two copies of a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Arbitration {
+    /// A worker the owner trusts fully if one has joined, else a third
+    /// untrusted worker whose answer makes a majority.
+    #[default]
+    Auto,
+    /// Only a worker the owner trusts fully; the task waits for one.
+    Trusted,
+    /// Any third worker; two agreeing copies out of three win.
+    Majority,
+}
+
+/// Adaptive replication, BOINC's way: a result of a worker at trust `t` is
+/// recomputed elsewhere with probability `max(p_min, 1 - t)`, where `t`
+/// grows with consecutive agreements up to 1 after `trust_after` of them and
+/// drops to 0 on any disagreement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyPolicy {
+    /// Off: every result is taken as reported (`tormr.verify=off`).
+    pub enabled: bool,
+    /// The least replication probability, in parts per million
+    /// (`tormr.verify.p_min`, given as a fraction such as 0.05).
+    pub p_min_ppm: u32,
+    /// Consecutive agreements that make a pseudonym fully trusted
+    /// (`tormr.verify.trust_after`).
+    pub trust_after: u32,
+    /// `tormr.verify.arbitration`: auto, trusted or majority.
+    pub arbitration: Arbitration,
+}
+
+impl Default for VerifyPolicy {
+    fn default() -> Self {
+        VerifyPolicy {
+            enabled: true,
+            p_min_ppm: 50_000,
+            trust_after: 10,
+            arbitration: Arbitration::Auto,
+        }
+    }
+}
+
+impl VerifyPolicy {
+    pub fn p_min(&self) -> f64 {
+        f64::from(self.p_min_ppm) / 1e6
+    }
+
+    /// Trust earned by `streak` consecutive agreements, from 0 to 1.
+    pub fn trust(&self, streak: u32) -> f64 {
+        (f64::from(streak) / f64::from(self.trust_after.max(1))).min(1.0)
+    }
+
+    /// How likely a result of a worker at `trust` is recomputed.
+    pub fn replication_probability(&self, trust: f64) -> f64 {
+        if !self.enabled {
+            return 0.0;
+        }
+        self.p_min().max(1.0 - trust).clamp(0.0, 1.0)
+    }
 }
 
 fn default_level() -> i32 {
@@ -119,6 +184,7 @@ impl Default for JobLimits {
             sort_buffer_bytes: 256 << 20,
             task_timeout_secs: 3600,
             compression_level: crate::seal::DEFAULT_LEVEL,
+            verify: VerifyPolicy::default(),
         }
     }
 }

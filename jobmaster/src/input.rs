@@ -213,6 +213,7 @@ pub fn seal_slice(
         sealed_bytes: summary.sealed_bytes,
         plain_bytes: summary.plain_bytes,
         plain_digest: summary.plain_digest,
+        canonical_digest: None,
         records,
         source: Some(Source {
             name: file.name.clone(),

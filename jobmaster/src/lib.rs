@@ -5,13 +5,17 @@
 //! bucket key in its store (the key vault) and hands a key out only with a task
 //! that needs it. Workers matched by the bulletin join with their tickets, lease
 //! tasks, heartbeat and report; the scheduler re-queues what is lost, retries
-//! what fails, backs up stragglers, and walks the job through map → shuffle →
+//! what fails, backs up stragglers, has untrusted answers recomputed by other
+//! workers (more often the less a pseudonym has earned), bans liars, and walks the job through map → shuffle →
 //! reduce for each step. At the end the owner's outputs are fetched, opened and
 //! laid out as Hadoop would.
 //!
 //! # Layout
 //!
-//! - [`scheduler`]: task states, leases, retries, speculation (pure, clock-injected).
+//! - [`scheduler`]: task states, leases, retries, speculation, verification
+//!   copies and bans (pure, clock-injected).
+//! - [`verify`]: comparing copies of a task, arbitration, replication draws.
+//! - [`trust`]: the owner's trust book: each pseudonym's record across jobs.
 //! - [`records`]: what is persisted (inputs and keys, finished tasks, tickets).
 //! - [`master`]: [`JobMaster`], joining scheduler, records and sessions.
 //! - [`service`]: the worker API and the owner's status API.
@@ -28,5 +32,7 @@ pub mod records;
 pub mod scheduler;
 pub mod service;
 pub mod status_page;
+pub mod trust;
+pub mod verify;
 
 pub use master::{ImageArchive, JobMaster, JobMasterConfig};

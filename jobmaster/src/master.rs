@@ -3,7 +3,10 @@
 
 use crate::clock::Clock;
 use crate::records::{BucketRef, ClusterRecord, JobRecord, Records};
-use crate::scheduler::{Assignment, Leased, Rejected, Scheduler, SchedulerConfig, WorkerId};
+use crate::scheduler::{
+    Assignment, Leased, Rejected, Scheduler, SchedulerConfig, Standing, TrustEvent, WorkerId,
+};
+use crate::trust::TrustBook;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -48,6 +51,13 @@ pub struct JobMasterConfig {
     /// The job master's own client of the data layer, to check reported outputs.
     pub data: DataClient,
     pub clock: Arc<dyn Clock>,
+    /// The owner's trust book, shared by her jobs.
+    pub trust: TrustBook,
+    /// Pseudonyms of the owner's own workers: never second-guessed, and the
+    /// arbiters of disputes.
+    pub trusted_workers: std::collections::BTreeSet<PublicKey>,
+    /// Where banned pseudonyms go, for the owner to report to the bulletin.
+    pub bans: Option<tokio::sync::mpsc::Sender<PublicKey>>,
 }
 
 struct Session {
@@ -84,6 +94,9 @@ pub struct JobMaster {
     data: DataClient,
     clock: Arc<dyn Clock>,
     records: Records,
+    trust: TrustBook,
+    trusted_workers: std::collections::BTreeSet<PublicKey>,
+    bans: Option<tokio::sync::mpsc::Sender<PublicKey>>,
     scheduler: Mutex<Scheduler>,
     sessions: Mutex<Sessions>,
     cluster: Mutex<Option<ClusterRecord>>,
@@ -91,6 +104,12 @@ pub struct JobMaster {
     matched_after: Mutex<Option<Duration>>,
     /// Bumped whenever work may have become available or the job moved.
     version: watch::Sender<u64>,
+}
+
+fn banned() -> ApiError {
+    ApiError::forbidden(
+        "this worker was banned from the job: an answer of it disagreed with the verified one",
+    )
 }
 
 fn store_error(e: StoreError) -> ApiError {
@@ -129,6 +148,9 @@ impl JobMaster {
             data: config.data,
             clock: config.clock,
             records,
+            trust: config.trust,
+            trusted_workers: config.trusted_workers,
+            bans: config.bans,
             scheduler: Mutex::new(scheduler),
             sessions: Mutex::new(Sessions::default()),
             cluster: Mutex::new(None),
@@ -381,6 +403,16 @@ impl JobMaster {
                 "proof refused: it does not match the ticket, or is stale",
             ));
         }
+        let record = self.trust.get(&ticket.worker).await.map_err(store_error)?;
+        if record.banned.is_some() {
+            return Err(ApiError::forbidden(
+                "this pseudonym is banned by the job's owner: an answer of it was found wrong",
+            ));
+        }
+        let standing = Standing {
+            trust: record.trust(&self.spec.limits.verify),
+            trusted: self.trusted_workers.contains(&ticket.worker),
+        };
         if !self
             .records
             .redeem_ticket(&ticket.ticket, &ticket.worker)
@@ -406,7 +438,7 @@ impl JobMaster {
             );
             worker
         };
-        self.sched().join(worker, self.clock.now_ms());
+        self.sched().join_as(worker, self.clock.now_ms(), standing);
         tracing::info!(
             "worker {} joined job {} as #{worker}",
             ticket.worker.short(),
@@ -433,6 +465,9 @@ impl JobMaster {
             let assignment = {
                 let mut s = self.sched();
                 let now = self.clock.now_ms();
+                if s.is_banned(worker) {
+                    return Err(banned());
+                }
                 if !s.is_alive(worker) {
                     return Err(ApiError::new(
                         http::StatusCode::UNAUTHORIZED,
@@ -569,6 +604,9 @@ impl JobMaster {
     pub async fn heartbeat(&self, token: &str, hb: Heartbeat) -> Result<HeartbeatAnswer, ApiError> {
         let worker = self.session(token)?;
         let mut s = self.sched();
+        if s.is_banned(worker) {
+            return Err(banned());
+        }
         if !s.is_alive(worker) {
             return Err(ApiError::new(
                 http::StatusCode::UNAUTHORIZED,
@@ -636,6 +674,7 @@ impl JobMaster {
                 self.sched().fail(worker, &report.attempt, &reason, &tail)
             }
         };
+        self.record_verdicts().await?;
         let answer = match result {
             Ok(()) => {
                 self.persist_task(&report).await?;
@@ -660,9 +699,52 @@ impl JobMaster {
         Ok(answer)
     }
 
+    /// Writes down what verification learnt: trust earned, pseudonyms banned
+    /// (also passed on for the bulletin), answers that are void.
+    async fn record_verdicts(&self) -> Result<(), ApiError> {
+        let (events, forgotten) = {
+            let mut s = self.sched();
+            (s.take_events(), s.take_forgotten())
+        };
+        for task in forgotten {
+            self.records.forget_task(&task).await.map_err(store_error)?;
+        }
+        for event in events {
+            let (TrustEvent::Agreed(w) | TrustEvent::Banned(w)) = event;
+            let Some(pseudonym) = self.sessions().workers.get(&w).map(|s| s.pseudonym) else {
+                continue;
+            };
+            match event {
+                TrustEvent::Agreed(_) => {
+                    self.trust.agreed(&pseudonym).await.map_err(store_error)?;
+                }
+                TrustEvent::Banned(_) => {
+                    let why = format!(
+                        "an answer in job {} disagreed with the verified one",
+                        self.job
+                    );
+                    self.trust
+                        .ban(&pseudonym, &why)
+                        .await
+                        .map_err(store_error)?;
+                    tracing::warn!("worker {} (#{w}) banned: {why}", pseudonym.short());
+                    if let Some(bans) = &self.bans
+                        && bans.try_send(pseudonym).is_err()
+                    {
+                        tracing::warn!(
+                            "could not pass the ban of {} on to the bulletin",
+                            pseudonym.short()
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Stores a task's winning result, so a resumed job does not redo it.
     async fn persist_task(&self, report: &Report) -> Result<(), ApiError> {
-        let done = self.sched().result_of(&report.attempt);
+        let done = self.sched().result_of_task(&report.attempt.task);
         if let Some(result) = done {
             self.records
                 .put_task(&report.attempt.task, &result)

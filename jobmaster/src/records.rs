@@ -30,6 +30,9 @@ pub struct BucketRef {
     pub plain_bytes: u64,
     /// Absent for input buckets, whose plaintext nobody compares.
     pub plain_digest: Option<Digest>,
+    /// The worker's digest of its sorted lines, which verification compares.
+    #[serde(default)]
+    pub canonical_digest: Option<Digest>,
     pub records: u64,
     pub source: Option<Source>,
 }
@@ -135,6 +138,15 @@ impl Records {
                 &(task, result),
             )
             .await
+    }
+
+    /// Forgets a task's result (its worker was banned, or it was built on
+    /// such a result).
+    pub async fn forget_task(&self, task: &TaskId) -> Result<(), StoreError> {
+        self.store
+            .apply(Batch::new().delete(self.key(&format!("task/{}", task_key(task)))))
+            .await
+            .map(|_| ())
     }
 
     pub async fn tasks(&self) -> Result<Vec<(TaskId, TaskResult)>, StoreError> {

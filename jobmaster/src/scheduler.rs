@@ -10,6 +10,7 @@
 //! replay any interleaving exactly; the service wraps it with I/O and a clock.
 
 use crate::records::{BucketRef, TaskResult};
+use crate::verify::{Check, Claim, Draws, Settled, arbiter_must_be_trusted};
 use std::collections::{BTreeMap, BTreeSet};
 use tormr_core::counters::{Counters, TORMR};
 use tormr_core::ids::{AttemptId, BucketId, TaskId, TaskKind};
@@ -31,6 +32,8 @@ pub struct SchedulerConfig {
     /// median task time (and at least `speculate_after_ms`).
     pub speculate_factor: u64,
     pub speculate_after_ms: u64,
+    /// Seed of the replication draws; random when `None`.
+    pub seed: Option<u64>,
 }
 
 impl Default for SchedulerConfig {
@@ -40,6 +43,7 @@ impl Default for SchedulerConfig {
             worker_timeout_ms: 90_000,
             speculate_factor: 2,
             speculate_after_ms: 10_000,
+            seed: None,
         }
     }
 }
@@ -87,6 +91,24 @@ pub enum Rejected {
     BadOutputs(String, String),
 }
 
+/// How far the owner trusts a worker as it joins.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Standing {
+    /// Earned trust, 0 to 1 (consecutive agreements in earlier tasks).
+    pub trust: f64,
+    /// The owner's own worker: never replicated, and may arbitrate.
+    pub trusted: bool,
+}
+
+/// What verification learnt about a worker, for the owner's trust book.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustEvent {
+    /// Its answer matched another worker's.
+    Agreed(WorkerId),
+    /// Its answer lost a dispute: banned from the job.
+    Banned(WorkerId),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AttemptStatus {
     Running,
@@ -116,6 +138,12 @@ struct Task {
     failures: u32,
     failed_on: BTreeSet<WorkerId>,
     result: Option<TaskResult>,
+    /// Who produced `result`, and whether another copy or a trusted worker
+    /// confirmed it.
+    result_by: Option<WorkerId>,
+    verified: bool,
+    /// Answers being compared before the task counts as done.
+    check: Option<Check>,
     last_error: Option<(String, String)>,
 }
 
@@ -128,6 +156,9 @@ impl Task {
             failures: 0,
             failed_on: BTreeSet::new(),
             result: None,
+            result_by: None,
+            verified: false,
+            check: None,
             last_error: None,
         }
     }
@@ -219,6 +250,8 @@ struct WorkerState {
     done: u32,
     failed: u32,
     cancels: Vec<AttemptId>,
+    standing: Standing,
+    banned: bool,
 }
 
 /// A worker as the owner's status page shows it.
@@ -230,6 +263,7 @@ pub struct WorkerSummary {
     pub done: u32,
     pub failed: u32,
     pub input_buckets: u32,
+    pub banned: bool,
 }
 
 /// Attempt tallies for the job's summary.
@@ -239,6 +273,13 @@ pub struct AttemptTally {
     pub failed: u32,
     pub lost: u32,
     pub speculative: u32,
+    /// Copies run to check another worker's answer (arbiters included).
+    pub verification_copies: u32,
+    /// Disputes that needed an arbiter.
+    pub disputes: u32,
+    /// Tasks recomputed because the worker that answered them was banned.
+    pub recomputed: u32,
+    pub banned: u32,
 }
 
 pub struct Scheduler {
@@ -250,6 +291,11 @@ pub struct Scheduler {
     state: JobState,
     counters: Counters,
     tally: AttemptTally,
+    draws: Draws,
+    events: Vec<TrustEvent>,
+    /// Tasks whose stored results are void (a banned worker's answers and
+    /// whatever was computed from them).
+    forgotten: Vec<TaskId>,
 }
 
 impl Scheduler {
@@ -266,7 +312,6 @@ impl Scheduler {
             })
             .collect();
         Scheduler {
-            config,
             limits: spec.limits.clone(),
             steps,
             current: 0,
@@ -274,6 +319,14 @@ impl Scheduler {
             state: JobState::Running,
             counters: Counters::default(),
             tally: AttemptTally::default(),
+            draws: Draws::new(
+                config
+                    .seed
+                    .unwrap_or_else(|| u64::from_le_bytes(tormr_core::random::bytes::<8>())),
+            ),
+            events: Vec::new(),
+            forgotten: Vec::new(),
+            config,
         }
     }
 
@@ -338,14 +391,62 @@ impl Scheduler {
         self.advance();
     }
 
+    /// A worker joins as a newcomer with no earned trust.
     pub fn join(&mut self, worker: WorkerId, now: u64) {
+        self.join_as(worker, now, Standing::default());
+    }
+
+    pub fn join_as(&mut self, worker: WorkerId, now: u64, standing: Standing) {
         let w = self.workers.entry(worker).or_default();
         w.alive = true;
         w.last_seen = now;
+        w.standing = standing;
     }
 
     pub fn is_alive(&self, worker: WorkerId) -> bool {
         self.workers.get(&worker).is_some_and(|w| w.alive)
+    }
+
+    pub fn is_banned(&self, worker: WorkerId) -> bool {
+        self.workers.get(&worker).is_some_and(|w| w.banned)
+    }
+
+    /// What verification learnt since the last call.
+    pub fn take_events(&mut self) -> Vec<TrustEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Tasks whose stored results became void since the last call.
+    pub fn take_forgotten(&mut self) -> Vec<TaskId> {
+        std::mem::take(&mut self.forgotten)
+    }
+
+    fn trusted(&self, worker: WorkerId) -> bool {
+        self.workers
+            .get(&worker)
+            .is_some_and(|w| w.standing.trusted)
+    }
+
+    fn trusted_alive(&self) -> bool {
+        self.workers.values().any(|w| w.alive && w.standing.trusted)
+    }
+
+    /// Whether `worker` may take `task` now: nobody runs it, and if it is
+    /// being checked, `worker` has not answered it yet and is trusted when
+    /// the dispute needs a trusted arbiter.
+    fn open_for(&self, task: &Task, worker: WorkerId) -> bool {
+        if !task.is_pending() {
+            return false;
+        }
+        match &task.check {
+            None => true,
+            Some(check) => {
+                !check.has_claim_from(worker)
+                    && (check.claims.len() < 2
+                        || !arbiter_must_be_trusted(&self.limits.verify, self.trusted_alive())
+                        || self.trusted(worker))
+            }
+        }
     }
 
     fn others_alive_without_failing(&self, task: &Task, worker: WorkerId) -> bool {
@@ -356,6 +457,7 @@ impl Scheduler {
 
     /// Gives `worker` something to do.
     pub fn assign(&mut self, worker: WorkerId, now: u64) -> Assignment {
+        self.settle_unverifiable();
         if self.state != JobState::Running {
             return Assignment::Done;
         }
@@ -375,7 +477,7 @@ impl Scheduler {
         let mut capped = false;
         let mut chosen = None;
         for (i, task) in step.tasks(phase).iter().enumerate() {
-            if !task.is_pending() {
+            if !self.open_for(task, worker) {
                 continue;
             }
             if task.failed_on.contains(&worker) && self.others_alive_without_failing(task, worker) {
@@ -453,6 +555,7 @@ impl Scheduler {
                 if running.next().is_some()
                     || only.worker == worker
                     || t.failed_on.contains(&worker)
+                    || t.check.as_ref().is_some_and(|c| c.has_claim_from(worker))
                 {
                     return None;
                 }
@@ -527,6 +630,9 @@ impl Scheduler {
         self.tally.launched += 1;
         if speculative {
             self.tally.speculative += 1;
+        }
+        if task_is_checked(&self.steps[step_no].tasks(phase)[index]) {
+            self.tally.verification_copies += 1;
         }
         Leased {
             attempt: attempt_id,
@@ -614,7 +720,8 @@ impl Scheduler {
             .map_err(|why| Rejected::BadOutputs(attempt.to_string(), why))
     }
 
-    /// Takes a successful attempt's outputs.
+    /// Takes a successful attempt's outputs: the task's answer, or one copy
+    /// of it to compare with others.
     pub fn succeed(
         &mut self,
         worker: WorkerId,
@@ -632,23 +739,131 @@ impl Scheduler {
         let outputs = match_outputs(&a.outputs, written)
             .map_err(|why| Rejected::BadOutputs(attempt.to_string(), why))?;
         task.attempts[pos].status = AttemptStatus::Succeeded;
-        let mut losers = Vec::new();
-        if task.result.is_none() {
-            task.result = Some(TaskResult {
+        let settled = task.result.is_some();
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.running.remove(attempt);
+            w.done += 1;
+        }
+        if !settled {
+            let claim = Claim {
+                worker,
+                trusted: self.trusted(worker),
                 attempt: *attempt,
                 outputs,
                 counters: counters.clone(),
                 elapsed_ms,
-            });
-            for other in task
-                .attempts
-                .iter_mut()
-                .filter(|o| o.status == AttemptStatus::Running)
-            {
-                other.status = AttemptStatus::Cancelled;
-                losers.push((other.worker, other.id));
+            };
+            self.take_claim(attempt.task, claim);
+        }
+        self.advance();
+        Ok(())
+    }
+
+    fn task_mut(&mut self, id: TaskId) -> Option<&mut Task> {
+        let phase = match id.kind {
+            TaskKind::Map => Phase::Map,
+            TaskKind::Reduce => Phase::Reduce,
+        };
+        self.steps
+            .get_mut(id.step as usize)?
+            .tasks_mut(phase)
+            .get_mut(id.index as usize)
+    }
+
+    /// An answer for a task not yet settled: taken, held for a copy to
+    /// compare with, or compared with the copies before it.
+    fn take_claim(&mut self, id: TaskId, claim: Claim) {
+        let trust = self
+            .workers
+            .get(&claim.worker)
+            .map(|w| w.standing.trust)
+            .unwrap_or(0.0);
+        let replicate =
+            !claim.trusted && self.draws.uniform() < self.limits.verify.replication_probability(trust);
+        let Some(task) = self.task_mut(id) else {
+            return;
+        };
+        match task.check.take() {
+            None if replicate => {
+                task.check = Some(Check {
+                    claims: vec![claim],
+                })
             }
-            self.counters.merge(counters);
+            None => {
+                let verified = claim.trusted;
+                self.accept(id, claim, verified);
+            }
+            Some(mut check) => {
+                check.claims.push(claim);
+                self.settle(id, check);
+            }
+        }
+    }
+
+    fn settle(&mut self, id: TaskId, check: Check) {
+        match check.settle() {
+            Settled::Open { arbiter } => {
+                if arbiter && check.claims.len() == 2 {
+                    self.tally.disputes += 1;
+                    tracing::info!("copies of task {id} disagree: it goes to an arbiter");
+                }
+                if let Some(task) = self.task_mut(id) {
+                    task.check = Some(check);
+                }
+            }
+            Settled::Won {
+                winner,
+                agreed,
+                liars,
+            } => {
+                let Some(claim) = check.claims.get(winner).cloned() else {
+                    return;
+                };
+                if !liars.is_empty() && check.claims.len() == 2 {
+                    // Settled at once by the owner's own worker's copy.
+                    self.tally.disputes += 1;
+                }
+                self.accept(id, claim, true);
+                for w in agreed {
+                    if !self.trusted(w) {
+                        self.events.push(TrustEvent::Agreed(w));
+                    }
+                }
+                for w in liars {
+                    self.ban(w);
+                }
+            }
+            Settled::Deadlock => {
+                self.state = JobState::Failed {
+                    task: id.to_string(),
+                    reason: format!(
+                        "{} copies of the task disagree and no answer has a majority: is the job code nondeterministic? (verification compares the copies' sorted output lines; tormr.verify=off turns it off)",
+                        check.claims.len()
+                    ),
+                    stderr_tail: String::new(),
+                };
+            }
+        }
+    }
+
+    /// Makes `claim` the task's answer and cancels any other copy running.
+    fn accept(&mut self, id: TaskId, claim: Claim, verified: bool) {
+        let counters = claim.counters.clone();
+        let Some(task) = self.task_mut(id) else {
+            return;
+        };
+        task.result_by = Some(claim.worker);
+        task.verified = verified;
+        task.check = None;
+        task.result = Some(claim.into_result());
+        let mut losers = Vec::new();
+        for other in task
+            .attempts
+            .iter_mut()
+            .filter(|o| o.status == AttemptStatus::Running)
+        {
+            other.status = AttemptStatus::Cancelled;
+            losers.push((other.worker, other.id));
         }
         for (w, id) in losers {
             if let Some(ws) = self.workers.get_mut(&w) {
@@ -656,12 +871,166 @@ impl Scheduler {
                 ws.cancels.push(id);
             }
         }
-        if let Some(w) = self.workers.get_mut(&worker) {
-            w.running.remove(attempt);
-            w.done += 1;
+        self.counters.merge(&counters);
+    }
+
+    /// Bans a worker whose answer lost a dispute: its running attempts are
+    /// lost, its copies in open checks withdrawn, and every answer of its
+    /// that nobody confirmed is recomputed (with whatever was built on it).
+    fn ban(&mut self, liar: WorkerId) {
+        let Some(ws) = self.workers.get_mut(&liar) else {
+            return;
+        };
+        if ws.banned {
+            return;
+        }
+        ws.banned = true;
+        ws.alive = false;
+        ws.running.clear();
+        self.tally.banned += 1;
+        self.events.push(TrustEvent::Banned(liar));
+        tracing::warn!("worker #{liar} answered a task wrongly: banned from the job");
+        let mut void = Vec::new();
+        for step in &mut self.steps {
+            for task in step.maps.iter_mut().chain(step.reduce_tasks.iter_mut()) {
+                for a in task.attempts.iter_mut() {
+                    if a.worker == liar && a.status == AttemptStatus::Running {
+                        a.status = AttemptStatus::Lost;
+                    }
+                }
+                if let Some(check) = &mut task.check {
+                    check.claims.retain(|c| c.worker != liar);
+                    if check.claims.is_empty() {
+                        task.check = None;
+                    }
+                }
+                if task.result.is_some() && task.result_by == Some(liar) && !task.verified {
+                    void.push(task.id);
+                }
+            }
+        }
+        for id in void {
+            self.invalidate(id);
+        }
+    }
+
+    /// Forgets a task's answer; if later work was built on it, that work is
+    /// forgotten too and the job steps back.
+    fn invalidate(&mut self, id: TaskId) {
+        let s = id.step as usize;
+        let Some(step) = self.steps.get(s) else {
+            return;
+        };
+        let consumed = s < self.current
+            || (id.kind == TaskKind::Map && !step.map_only() && step.reduces_created);
+        if let Some(t) = self.task_mut(id) {
+            t.result = None;
+            t.result_by = None;
+            t.verified = false;
+        }
+        self.forgotten.push(id);
+        self.tally.recomputed += 1;
+        if consumed {
+            self.roll_back(id);
+        }
+        self.recount();
+    }
+
+    fn roll_back(&mut self, id: TaskId) {
+        let s = id.step as usize;
+        let mut cleared = Vec::new();
+        if id.kind == TaskKind::Map
+            && let Some(step) = self.steps.get_mut(s)
+            && !step.map_only()
+        {
+            cleared.append(&mut step.reduce_tasks);
+            step.reduces_created = false;
+        }
+        for later in self.steps.iter_mut().skip(s + 1) {
+            cleared.append(&mut later.maps);
+            cleared.append(&mut later.reduce_tasks);
+            later.inputs_closed = false;
+            later.reduces_created = false;
+        }
+        self.current = self.current.min(s);
+        for t in cleared {
+            if t.result.is_some() {
+                self.forgotten.push(t.id);
+                self.tally.recomputed += 1;
+            }
+            for a in t
+                .attempts
+                .iter()
+                .filter(|a| a.status == AttemptStatus::Running)
+            {
+                if let Some(ws) = self.workers.get_mut(&a.worker) {
+                    ws.running.remove(&a.id);
+                    ws.cancels.push(a.id);
+                }
+            }
+        }
+        tracing::info!("the job steps back to step {s}: later work used a banned worker's answer");
+    }
+
+    fn recount(&mut self) {
+        let mut c = Counters::default();
+        for step in &self.steps {
+            for t in step.maps.iter().chain(&step.reduce_tasks) {
+                if let Some(r) = &t.result {
+                    c.merge(&r.counters);
+                }
+            }
+        }
+        self.counters = c;
+    }
+
+    /// Settles checks that no live worker can add a copy to: a lone answer
+    /// is taken unverified; a dispute nobody can arbitrate fails the job
+    /// (with `trusted` arbitration it waits, and [`Scheduler::stuck`] says so).
+    fn settle_unverifiable(&mut self) {
+        if self.state != JobState::Running || !self.workers.values().any(|w| w.alive) {
+            return;
+        }
+        let Some(step) = self.steps.get(self.current) else {
+            return;
+        };
+        let phase = step.phase();
+        let alive: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.alive)
+            .map(|(id, _)| *id)
+            .collect();
+        let orphans: Vec<(TaskId, usize)> = step
+            .tasks(phase)
+            .iter()
+            .filter(|t| t.check.is_some() && t.is_pending())
+            .filter(|t| !alive.iter().any(|w| self.open_for(t, *w)))
+            .filter_map(|t| Some((t.id, t.check.as_ref()?.claims.len())))
+            .collect();
+        for (id, claims) in orphans {
+            if claims == 1 {
+                let Some(claim) = self
+                    .task_mut(id)
+                    .and_then(|t| t.check.take())
+                    .and_then(|c| c.claims.into_iter().next())
+                else {
+                    continue;
+                };
+                tracing::info!(
+                    "task {id} cannot be verified: no other live worker; its answer is taken as is"
+                );
+                self.accept(id, claim, false);
+            } else if !arbiter_must_be_trusted(&self.limits.verify, self.trusted_alive()) {
+                self.state = JobState::Failed {
+                    task: id.to_string(),
+                    reason: "copies of the task disagree and no other live worker is left to settle it; run the job again with more workers (or your own --trusted-by worker)".into(),
+                    stderr_tail: String::new(),
+                };
+                return;
+            }
         }
         self.advance();
-        Ok(())
     }
 
     /// Records a failed attempt; fails the job once the task is out of attempts.
@@ -706,6 +1075,12 @@ impl Scheduler {
 
     /// Expires leases and drops silent workers. Returns whether anything changed.
     pub fn tick(&mut self, now: u64) -> bool {
+        let changed = self.expire(now);
+        self.settle_unverifiable();
+        changed
+    }
+
+    fn expire(&mut self, now: u64) -> bool {
         let timeout = self.config.worker_timeout_ms;
         let task_limit = self
             .limits
@@ -843,8 +1218,16 @@ impl Scheduler {
             .cloned()
     }
 
+    /// The task's settled answer, whichever copy gave it.
+    pub fn result_of_task(&mut self, task: &TaskId) -> Option<TaskResult> {
+        self.task_mut(*task)?.result.clone()
+    }
+
     /// Why the job cannot progress, if it cannot.
     pub fn stuck(&self) -> Option<String> {
+        if let Some(why) = self.waiting_for_arbiter() {
+            return Some(why);
+        }
         if self.state == JobState::Running
             && !self.workers.is_empty()
             && self.workers.values().all(|w| !w.alive)
@@ -872,6 +1255,24 @@ impl Scheduler {
             format!(
                 "every worker ({}) already holds its cap of {cap} input buckets and {left} buckets remain: raise tormr.max.buckets.per.worker or ask for more workers",
                 alive.len()
+            )
+        })
+    }
+
+    /// A dispute that only a trusted worker may settle, with none alive.
+    fn waiting_for_arbiter(&self) -> Option<String> {
+        if self.state != JobState::Running || self.trusted_alive() {
+            return None;
+        }
+        let step = self.steps.get(self.current)?;
+        let task = step
+            .tasks(step.phase())
+            .iter()
+            .find(|t| t.check.as_ref().is_some_and(|c| c.claims.len() >= 2))?;
+        arbiter_must_be_trusted(&self.limits.verify, false).then(|| {
+            format!(
+                "copies of task {} disagree and tormr.verify.arbitration=trusted, but none of your own workers is in the job: start one with `tormr worker --trusted-by YOUR_OWNER_KEY`, or allow majority arbitration",
+                task.id
             )
         })
     }
@@ -921,6 +1322,7 @@ impl Scheduler {
                 done: w.done,
                 failed: w.failed,
                 input_buckets: w.input_buckets.len() as u32,
+                banned: w.banned,
             })
             .collect()
     }
@@ -933,8 +1335,16 @@ impl Scheduler {
         c.add(TORMR, "attempts failed", t.failed as i64);
         c.add(TORMR, "attempts lost", t.lost as i64);
         c.add(TORMR, "speculative attempts", t.speculative as i64);
+        c.add(TORMR, "verification copies", t.verification_copies as i64);
+        c.add(TORMR, "verification disputes", t.disputes as i64);
+        c.add(TORMR, "tasks recomputed after a ban", t.recomputed as i64);
+        c.add(TORMR, "workers banned", t.banned as i64);
         c
     }
+}
+
+fn task_is_checked(task: &Task) -> bool {
+    task.check.is_some()
 }
 
 /// Pairs reported buckets with their slots (keys), refusing anything else.
@@ -965,6 +1375,7 @@ fn match_outputs(
                 sealed_bytes: w.summary.sealed_bytes,
                 plain_bytes: w.summary.plain_bytes,
                 plain_digest: w.summary.plain_digest,
+                canonical_digest: w.canonical_digest,
                 records: w.records,
                 source: None,
             })
@@ -1000,6 +1411,11 @@ mod tests {
             limits: JobLimits {
                 max_buckets_per_worker: cap,
                 map_attempts: 2,
+                // These tests are about scheduling; verification has its own.
+                verify: tormr_core::spec::VerifyPolicy {
+                    enabled: false,
+                    ..Default::default()
+                },
                 ..JobLimits::default()
             },
             image: None,
@@ -1014,6 +1430,7 @@ mod tests {
             sealed_bytes: 10,
             plain_bytes: 10,
             plain_digest: None,
+            canonical_digest: None,
             records: 1,
             source: None,
         }
@@ -1031,8 +1448,278 @@ mod tests {
                     sealed_bytes: 1,
                 },
                 records: 1,
+                canonical_digest: None,
             })
             .collect()
+    }
+
+    /// An answer for `l`: the honest one names the task, a lie does not.
+    fn answer(l: &Leased, honest: bool) -> Vec<WrittenBucket> {
+        let truth = if honest {
+            Digest::of(l.attempt.task.to_string().as_bytes())
+        } else {
+            Digest::of(format!("lie {}", l.attempt).as_bytes())
+        };
+        let mut w = written(l);
+        for b in &mut w {
+            b.canonical_digest = Some(truth);
+        }
+        w
+    }
+
+    fn verifying(steps: &[u32], policy: tormr_core::spec::VerifyPolicy) -> Scheduler {
+        let mut sp = spec(steps, None);
+        sp.limits.verify = policy;
+        Scheduler::new(
+            &sp,
+            SchedulerConfig {
+                seed: Some(7),
+                ..SchedulerConfig::default()
+            },
+        )
+    }
+
+    /// Runs a job whose workers lie with the given rates (1.0: always);
+    /// `trusted` workers are the owner's. Returns the scheduler at the end.
+    fn run_with_liars(
+        steps: &[u32],
+        inputs: u32,
+        lie_rates: &[f64],
+        trusted: &[bool],
+        policy: tormr_core::spec::VerifyPolicy,
+    ) -> Scheduler {
+        let mut s = verifying(steps, policy);
+        for (w, t) in trusted.iter().enumerate() {
+            s.join_as(
+                w as WorkerId,
+                0,
+                Standing {
+                    trust: 0.0,
+                    trusted: *t,
+                },
+            );
+        }
+        for i in 0..inputs {
+            s.add_input(input(i));
+        }
+        s.close_input();
+        let mut lies = crate::verify::Draws::new(99);
+        let mut now = 0;
+        while *s.state() == JobState::Running && now < 10_000 {
+            now += 1;
+            let leases: Vec<(WorkerId, Leased)> = (0..trusted.len() as WorkerId)
+                .filter_map(|w| take(&mut s, w, now).map(|l| (w, l)))
+                .collect();
+            for (w, l) in leases {
+                let honest = lies.uniform() >= lie_rates[w as usize];
+                let _ = s.succeed(w, &l.attempt, &answer(&l, honest), &Counters::default(), 5);
+            }
+            s.tick(now);
+        }
+        s
+    }
+
+    fn all_answers_honest(s: &Scheduler) -> bool {
+        s.steps.iter().all(|step| {
+            step.maps.iter().chain(&step.reduce_tasks).all(|t| {
+                t.result.as_ref().is_some_and(|r| {
+                    r.outputs.iter().all(|o| {
+                        o.canonical_digest == Some(Digest::of(t.id.to_string().as_bytes()))
+                    })
+                })
+            })
+        })
+    }
+
+    #[test]
+    fn a_newcomers_answers_are_recomputed_elsewhere_and_agreement_earns_trust() {
+        let mut s = verifying(&[0], Default::default());
+        s.join(0, 0);
+        s.join(1, 0);
+        s.add_input(input(0));
+        s.close_input();
+        let first = take(&mut s, 0, 1).unwrap();
+        s.succeed(
+            0,
+            &first.attempt,
+            &answer(&first, true),
+            &Counters::default(),
+            5,
+        )
+        .unwrap();
+        assert_eq!(
+            *s.state(),
+            JobState::Running,
+            "one copy is not enough at trust 0"
+        );
+        assert!(
+            take(&mut s, 0, 2).is_none(),
+            "the copy goes to another worker"
+        );
+        let copy = take(&mut s, 1, 2).unwrap();
+        assert_eq!(copy.attempt.task, first.attempt.task);
+        s.succeed(
+            1,
+            &copy.attempt,
+            &answer(&copy, true),
+            &Counters::default(),
+            5,
+        )
+        .unwrap();
+        assert_eq!(*s.state(), JobState::Succeeded);
+        assert_eq!(
+            s.take_events(),
+            vec![TrustEvent::Agreed(0), TrustEvent::Agreed(1)]
+        );
+        assert_eq!(s.tally().verification_copies, 1);
+    }
+
+    #[test]
+    fn a_liar_is_caught_by_the_owners_worker_banned_and_its_answers_recomputed() {
+        // Worker 0 always lies, 1 and 2 are honest volunteers, 3 is the owner's.
+        let s = run_with_liars(
+            &[3],
+            12,
+            &[1.0, 0.0, 0.0, 0.0],
+            &[false, false, false, true],
+            Default::default(),
+        );
+        assert_eq!(*s.state(), JobState::Succeeded);
+        assert!(s.is_banned(0));
+        assert!(!s.is_banned(1) && !s.is_banned(2));
+        assert!(all_answers_honest(&s), "no lie survived");
+        assert!(s.tally().disputes >= 1 || s.tally().verification_copies >= 1);
+    }
+
+    #[test]
+    fn an_occasional_liar_ends_banned_with_every_answer_honest() {
+        // Worker 0 lies on 10% of its tasks; the owner trusts none of the
+        // others, so disputes go to a majority of volunteers.
+        let policy = tormr_core::spec::VerifyPolicy {
+            trust_after: 4,
+            p_min_ppm: 100_000,
+            ..Default::default()
+        };
+        let s = run_with_liars(
+            &[2, 1],
+            60,
+            &[0.1, 0.0, 0.0, 0.0],
+            &[false, false, false, false],
+            policy,
+        );
+        assert_eq!(*s.state(), JobState::Succeeded);
+        assert!(s.is_banned(0), "the liar was caught: {:?}", s.tally());
+        assert!(all_answers_honest(&s), "its lies were all recomputed");
+        assert!(s.tally().recomputed > 0 || s.tally().disputes > 0);
+    }
+
+    #[test]
+    fn a_ban_after_the_reduces_began_steps_back_and_recomputes() {
+        let policy = tormr_core::spec::VerifyPolicy {
+            p_min_ppm: 0,
+            ..Default::default()
+        };
+        let mut s = verifying(&[2], policy);
+        // Worker 0 has earned full trust, so its answers are taken unchecked.
+        s.join_as(
+            0,
+            0,
+            Standing {
+                trust: 1.0,
+                trusted: false,
+            },
+        );
+        s.join_as(
+            1,
+            0,
+            Standing {
+                trust: 0.0,
+                trusted: false,
+            },
+        );
+        s.join_as(
+            2,
+            0,
+            Standing {
+                trust: 0.0,
+                trusted: true,
+            },
+        );
+        s.add_input(input(0));
+        s.add_input(input(1));
+        s.close_input();
+        let m0 = take(&mut s, 0, 1).unwrap();
+        s.succeed(0, &m0.attempt, &answer(&m0, false), &Counters::default(), 5)
+            .unwrap();
+        let m1 = take(&mut s, 2, 1).unwrap();
+        s.succeed(2, &m1.attempt, &answer(&m1, true), &Counters::default(), 5)
+            .unwrap();
+        // The reduces began on worker 0's lie; then worker 1 (a newcomer,
+        // always checked) answers a reduce, and the owner's worker the copy.
+        let r = take(&mut s, 1, 2).unwrap();
+        assert_eq!(r.attempt.task.kind, TaskKind::Reduce);
+        s.succeed(1, &r.attempt, &answer(&r, true), &Counters::default(), 5)
+            .unwrap();
+        let mut forged = None;
+        // Worker 0 lies on the copy of worker 1's reduce: the owner's worker settles it.
+        if let Some(copy) = take(&mut s, 0, 3) {
+            s.succeed(
+                0,
+                &copy.attempt,
+                &answer(&copy, false),
+                &Counters::default(),
+                5,
+            )
+            .unwrap();
+            forged = Some(copy);
+        }
+        assert!(forged.is_some(), "worker 0 took the verification copy");
+        let arb = take(&mut s, 2, 4).unwrap();
+        assert_eq!(
+            arb.attempt.task, r.attempt.task,
+            "the owner's worker arbitrates"
+        );
+        s.succeed(
+            2,
+            &arb.attempt,
+            &answer(&arb, true),
+            &Counters::default(),
+            5,
+        )
+        .unwrap();
+        assert!(s.is_banned(0));
+        let forgotten = s.take_forgotten();
+        assert!(
+            forgotten.contains(&m0.attempt.task),
+            "the liar's unchecked map is void: {forgotten:?}"
+        );
+        assert_eq!(s.phases()[0].done, 1, "the job stepped back to the maps");
+        // Finish the job with the honest workers.
+        let mut now = 5;
+        while *s.state() == JobState::Running && now < 100 {
+            now += 1;
+            for w in [1, 2] {
+                if let Some(l) = take(&mut s, w, now) {
+                    s.succeed(w, &l.attempt, &answer(&l, true), &Counters::default(), 5)
+                        .unwrap();
+                }
+            }
+        }
+        assert_eq!(*s.state(), JobState::Succeeded);
+        assert!(all_answers_honest(&s));
+    }
+
+    #[test]
+    fn a_lone_worker_cannot_be_second_guessed() {
+        let mut s = verifying(&[0], Default::default());
+        s.join(0, 0);
+        s.add_input(input(0));
+        s.close_input();
+        let l = take(&mut s, 0, 1).unwrap();
+        s.succeed(0, &l.attempt, &answer(&l, true), &Counters::default(), 5)
+            .unwrap();
+        assert!(take(&mut s, 0, 2).is_none());
+        assert_eq!(*s.state(), JobState::Succeeded, "taken unverified");
     }
 
     fn take(s: &mut Scheduler, w: WorkerId, now: u64) -> Option<Leased> {

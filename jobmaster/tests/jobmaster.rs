@@ -96,6 +96,9 @@ async fn fixture(cap: Option<u32>) -> Fixture {
         heartbeat_secs: 10,
         data: data.clone(),
         clock: Arc::new(SystemClock),
+        trust: tormr_jobmaster::trust::TrustBook::new(Arc::new(MemoryStore::new())),
+        trusted_workers: Default::default(),
+        bans: None,
     })
     .await
     .unwrap();

@@ -9,4 +9,5 @@ mod errors;
 mod mrjob;
 mod pachyderm;
 mod util;
+mod verification;
 mod wordcount;

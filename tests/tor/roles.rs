@@ -41,9 +41,17 @@ fn tails_of_role_logs() -> String {
     let mut out = String::new();
     for log in running_logs().iter().filter(|l| l.exists()) {
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().filter(|l| !l.contains(" WARN Request failed")).collect();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.contains(" WARN Request failed"))
+            .collect();
         let tail = &lines[lines.len().saturating_sub(30)..];
-        out.push_str(&format!("--- {} (last {} lines)\n{}\n", log.display(), tail.len(), tail.join("\n")));
+        out.push_str(&format!(
+            "--- {} (last {} lines)\n{}\n",
+            log.display(),
+            tail.len(),
+            tail.join("\n")
+        ));
     }
     out
 }
@@ -442,6 +450,11 @@ pub fn tickets_over_tor(net: &Testnet) {
                 job,
             ),
             clock: Arc::new(tormr_jobmaster::clock::SystemClock),
+            trust: tormr_jobmaster::trust::TrustBook::new(Arc::new(
+                tormr_core::store::memory::MemoryStore::new(),
+            )),
+            trusted_workers: Default::default(),
+            bans: None,
         })
         .await
         .unwrap();

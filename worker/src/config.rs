@@ -28,6 +28,8 @@ pub struct WorkerConfig {
     pub max_file_bytes: u64,
     /// Parallel lanes (circuits, over Tor) for bucket transfers.
     pub data_lanes: usize,
+    /// Fault injection for tests: lie about answers. Never set in production.
+    pub misbehaviour: Option<crate::faults::Misbehaviour>,
 }
 
 impl WorkerConfig {
@@ -42,6 +44,7 @@ impl WorkerConfig {
             poll_wait: Duration::from_secs(25),
             max_file_bytes: 1 << 30,
             data_lanes: DATA_LANES,
+            misbehaviour: None,
         }
     }
 }

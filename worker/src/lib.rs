@@ -18,16 +18,21 @@
 //! - [`run`]: job code as a stdin/stdout filter with a watchdog.
 //! - [`executor`]: how job code is run ([`executor::process`], and
 //!   [`executor::docker`], the container sandbox).
+//! - [`canonical`]: the order-free digest of an output that verification
+//!   compares between copies of a task.
 //! - [`stderr`]: counters and the failure tail from job code's stderr.
 //! - [`files`]: the job's files, fetched and linked into each attempt.
 //! - [`images`]: job images exported by the owner, fetched in checked chunks,
 //!   cached by image id.
 //! - [`sandbox`]: the Docker engine, the volunteer's limits, the image cache.
 //! - [`config`]: what the volunteer offers.
+//! - [`faults`]: deliberate misbehaviour for fault-injection tests.
 
+pub mod canonical;
 pub mod config;
 pub mod datum;
 pub mod executor;
+pub mod faults;
 pub mod files;
 pub mod images;
 pub mod run;

@@ -328,6 +328,7 @@ async fn run_one(shared: &Arc<Shared>, ready: Ready) {
                 cancel: ready.cancel.clone(),
                 sort_buffer_cap: shared.config.sort_buffer_cap,
                 pachyderm: shared.joined.spec.pachyderm.clone(),
+                misbehaviour: shared.config.misbehaviour,
             };
             let task = ready.task.clone();
             let inputs = ready.inputs.clone();

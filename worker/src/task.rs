@@ -43,6 +43,8 @@ pub struct TaskEnv {
     pub sort_buffer_cap: u64,
     /// Set for a Pachyderm pipeline: map tasks are datums.
     pub pachyderm: Option<tormr_core::spec::pachyderm::PfsTask>,
+    /// Fault injection: lie about some answers (tests only).
+    pub misbehaviour: Option<crate::faults::Misbehaviour>,
 }
 
 /// A finished attempt: sealed outputs ready to upload.
@@ -119,6 +121,11 @@ pub fn run_task(
         (TaskKind::Map, Some(pfs)) => crate::datum::run_datum(env, task, &inputs[0], pfs, deadline),
         (TaskKind::Map, None) => run_map(env, task, inputs, deadline),
         (TaskKind::Reduce, _) => run_reduce(env, task, inputs, deadline),
+    };
+    let result = match (result, env.misbehaviour) {
+        (Ok(done), Some(m)) if m.lies_now() => crate::faults::forge(env, task, done)
+            .map_err(|e| TaskFailed::ours(format!("forging outputs: {e}"))),
+        (result, _) => result,
     };
     result.map(|mut done| {
         done.counters.add(

@@ -132,7 +132,10 @@ impl Volunteer {
                         // Quiet for the first seconds (Tor is still warming up), then
                         // said every ~30 s so an operator sees why nothing happens.
                         if backoff >= Duration::from_secs(10) {
-                            tracing::info!("the bulletin is unreachable, retrying in {} s: {e}", backoff.as_secs());
+                            tracing::info!(
+                                "the bulletin is unreachable, retrying in {} s: {e}",
+                                backoff.as_secs()
+                            );
                         } else {
                             tracing::debug!("bulletin unreachable, retrying: {e}");
                         }
@@ -158,7 +161,10 @@ impl Volunteer {
                 Ok(TicketAnswer::Unregistered) => registered_at = None,
                 Err(e) if e.is_retryable() => {
                     if backoff >= Duration::from_secs(10) {
-                        tracing::info!("the bulletin is unreachable while waiting for a ticket, retrying in {} s: {e}", backoff.as_secs());
+                        tracing::info!(
+                            "the bulletin is unreachable while waiting for a ticket, retrying in {} s: {e}",
+                            backoff.as_secs()
+                        );
                     }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(30));

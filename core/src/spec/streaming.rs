@@ -4,7 +4,7 @@
 //! into a [`StepSpec`] and [`JobLimits`], refusing by name the settings whose
 //! Hadoop meaning tormr does not give (so nothing is silently ignored).
 
-use super::{JobLimits, SpecError, StepSpec};
+use super::{Arbitration, JobLimits, SpecError, StepSpec, VerifyPolicy};
 use crate::partition::{KeySpec, PartitionerSpec, parse_key_fields};
 use std::collections::BTreeMap;
 
@@ -93,6 +93,56 @@ pub fn parse_size(text: &str) -> Option<u64> {
     n.checked_mul(1u64 << shift)
 }
 
+/// The verification policy from `tormr.verify*` settings.
+fn verify_from_conf(conf: &BTreeMap<String, String>) -> Result<VerifyPolicy, SpecError> {
+    let mut policy = VerifyPolicy::default();
+    let bad = |key: &str, value: &str, why: &str| SpecError::BadConf {
+        key: key.into(),
+        value: value.into(),
+        why: why.into(),
+    };
+    if let Some(v) = conf.get("tormr.verify") {
+        policy.enabled = match v.as_str() {
+            "on" | "true" => true,
+            "off" | "false" => false,
+            _ => return Err(bad("tormr.verify", v, "expected on or off")),
+        };
+    }
+    if let Some(v) = conf.get("tormr.verify.p_min") {
+        let p: f64 = v
+            .trim()
+            .parse()
+            .ok()
+            .filter(|p: &f64| (0.0..=1.0).contains(p))
+            .ok_or_else(|| {
+                bad(
+                    "tormr.verify.p_min",
+                    v,
+                    "expected a fraction from 0 to 1, such as 0.05",
+                )
+            })?;
+        policy.p_min_ppm = (p * 1e6).round() as u32;
+    }
+    if let Some(n) = number(conf, "tormr.verify.trust_after", 1u32, 10_000)? {
+        policy.trust_after = n;
+    }
+    if let Some(v) = conf.get("tormr.verify.arbitration") {
+        policy.arbitration = match v.as_str() {
+            "auto" => Arbitration::Auto,
+            "trusted" => Arbitration::Trusted,
+            "majority" => Arbitration::Majority,
+            _ => {
+                return Err(bad(
+                    "tormr.verify.arbitration",
+                    v,
+                    "expected auto, trusted or majority",
+                ));
+            }
+        };
+    }
+    Ok(policy)
+}
+
 /// Job limits from `-D` settings, defaults for the rest.
 pub fn limits_from_conf(conf: &BTreeMap<String, String>) -> Result<JobLimits, SpecError> {
     let mut limits = JobLimits::default();
@@ -124,6 +174,7 @@ pub fn limits_from_conf(conf: &BTreeMap<String, String>) -> Result<JobLimits, Sp
             why: "expected true or false".into(),
         });
     }
+    limits.verify = verify_from_conf(conf)?;
     if let Some(level) = number(conf, "tormr.compression.level", -7i32, 19)? {
         limits.compression_level = level;
     }
@@ -411,6 +462,38 @@ mod tests {
         assert!(limits_from_conf(&conf(&[("tormr.container.reuse", "no")])).is_err());
         assert!(limits_from_conf(&conf(&[("tormr.container.reuse", "false")])).is_ok());
         assert!(limits_from_conf(&conf(&[("mapreduce.map.maxattempts", "0")])).is_err());
+    }
+
+    #[test]
+    fn verification_settings() {
+        let d = limits_from_conf(&conf(&[])).unwrap().verify;
+        assert!(d.enabled);
+        assert_eq!(d.replication_probability(0.0), 1.0);
+        assert!((d.replication_probability(d.trust(100)) - 0.05).abs() < 1e-9);
+        assert!((d.trust(5) - 0.5).abs() < 1e-9);
+        let v = limits_from_conf(&conf(&[
+            ("tormr.verify.p_min", "0.2"),
+            ("tormr.verify.trust_after", "4"),
+            ("tormr.verify.arbitration", "majority"),
+        ]))
+        .unwrap()
+        .verify;
+        assert_eq!(v.p_min_ppm, 200_000);
+        assert_eq!(v.trust_after, 4);
+        assert_eq!(v.arbitration, Arbitration::Majority);
+        let off = limits_from_conf(&conf(&[("tormr.verify", "off")]))
+            .unwrap()
+            .verify;
+        assert_eq!(off.replication_probability(0.0), 0.0);
+        for (k, v) in [
+            ("tormr.verify", "maybe"),
+            ("tormr.verify.p_min", "1.5"),
+            ("tormr.verify.p_min", "x"),
+            ("tormr.verify.trust_after", "0"),
+            ("tormr.verify.arbitration", "vote"),
+        ] {
+            assert!(limits_from_conf(&conf(&[(k, v)])).is_err(), "{k}={v}");
+        }
         assert_eq!(parse_size("64MiB"), Some(64 << 20));
         assert_eq!(parse_size("2g"), Some(2 << 30));
         assert_eq!(parse_size("x"), None);

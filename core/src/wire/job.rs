@@ -3,6 +3,7 @@
 
 use super::{Call, Method, clamp_wait};
 use crate::counters::Counters;
+use crate::encoding::Digest;
 use crate::identity::{PublicKey, Signed, SignedPayload};
 use crate::ids::{AttemptId, BucketId, JobId, TaskKind, TicketId};
 use crate::partition::KeySpec;
@@ -187,6 +188,12 @@ pub struct WrittenBucket {
     pub bucket: BucketId,
     pub summary: SealSummary,
     pub records: u64,
+    /// SHA-256 of the output's lines sorted bytewise, each ending in a
+    /// newline: what verification compares, so two honest copies agree even
+    /// when job code emits lines in another order. Absent when the worker
+    /// could not afford the sort (then the plaintext digest is compared).
+    #[serde(default)]
+    pub canonical_digest: Option<Digest>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -8,6 +8,7 @@
 //! size counts both, so memory stays at the configured bound whatever the input.
 
 use super::merge::Merger;
+use crate::canonical::{self, Digesting};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -327,27 +328,7 @@ impl<W: Write> PartitionSink for RunSink<W> {
 }
 
 /// A writer that counts the newlines through it (a partition's records).
-struct LineCounter<W: Write> {
-    inner: W,
-    lines: u64,
-}
-
-impl<W: Write> Write for LineCounter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.lines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-type OpenBucket = (
-    LineCounter<BufWriter<BucketWriter<BufWriter<File>>>>,
-    PathBuf,
-);
+type OpenBucket = (Digesting<BufWriter<BucketWriter<BufWriter<File>>>>, PathBuf);
 
 /// Where and how output buckets are sealed: the job they belong to, the
 /// folder they wait in before upload, the zstd level.
@@ -359,14 +340,49 @@ pub struct SealTo<'a> {
 }
 
 impl SealTo<'_> {
-    fn open(
-        &self,
-        out: &OutputBucket,
-    ) -> io::Result<(BufWriter<BucketWriter<BufWriter<File>>>, PathBuf)> {
+    fn open(&self, out: &OutputBucket) -> io::Result<OpenBucket> {
         let path = self.staging.join(format!("{}.sealed", out.bucket));
         let sink = BufWriter::with_capacity(1 << 20, File::create(&path)?);
         let w = BucketWriter::with_level(sink, &out.key, self.job, &out.bucket, self.level)?;
-        Ok((BufWriter::with_capacity(256 * 1024, w), path))
+        Ok((
+            Digesting::new(BufWriter::with_capacity(256 * 1024, w)),
+            path,
+        ))
+    }
+
+    /// Seals what went through `w` and describes the bucket for the report.
+    fn finish(
+        &self,
+        out: &OutputBucket,
+        w: Digesting<BufWriter<BucketWriter<BufWriter<File>>>>,
+        path: PathBuf,
+        records: u64,
+    ) -> io::Result<(WrittenBucket, PathBuf)> {
+        let Digesting { inner, lines, .. } = w;
+        let w = inner.into_inner().map_err(|e| e.into_error())?;
+        let (mut sink, summary) = w.finish()?;
+        sink.flush()?;
+        drop(sink);
+        let canonical_digest = match lines.finish() {
+            Some(d) => Some(d),
+            None => canonical::of_sealed_file(
+                &path,
+                &out.key,
+                self.job,
+                &out.bucket,
+                summary.plain_bytes,
+            )?,
+        };
+        Ok((
+            WrittenBucket {
+                partition: out.partition,
+                bucket: out.bucket.clone(),
+                summary,
+                records,
+                canonical_digest,
+            },
+            path,
+        ))
     }
 }
 
@@ -380,29 +396,21 @@ struct SealSink<'a> {
 
 impl PartitionSink for SealSink<'_> {
     fn begin(&mut self, partition: u32) -> io::Result<&mut dyn Write> {
-        let (w, path) = self.to.open(&self.outputs[partition as usize])?;
-        let open = self.open.insert((LineCounter { inner: w, lines: 0 }, path));
+        let open = self
+            .open
+            .insert(self.to.open(&self.outputs[partition as usize])?);
         Ok(&mut open.0)
     }
 
     fn end(&mut self, partition: u32) -> io::Result<()> {
-        let Some((counter, path)) = self.open.take() else {
+        let Some((w, path)) = self.open.take() else {
             return Ok(());
         };
-        let out = &self.outputs[partition as usize];
-        let records = counter.lines;
-        let w = counter.inner.into_inner().map_err(|e| e.into_error())?;
-        let (mut sink, summary) = w.finish()?;
-        sink.flush()?;
-        self.written.push((
-            WrittenBucket {
-                partition: out.partition,
-                bucket: out.bucket.clone(),
-                summary,
-                records,
-            },
-            path,
-        ));
+        let records = w.records;
+        let written = self
+            .to
+            .finish(&self.outputs[partition as usize], w, path, records)?;
+        self.written.push(written);
         Ok(())
     }
 }
@@ -419,18 +427,7 @@ pub fn seal_with(
 ) -> io::Result<(WrittenBucket, PathBuf)> {
     let (mut w, path) = to.open(out)?;
     let records = fill(&mut w)?;
-    let w = w.into_inner().map_err(|e| e.into_error())?;
-    let (mut sink, summary) = w.finish()?;
-    sink.flush()?;
-    Ok((
-        WrittenBucket {
-            partition: out.partition,
-            bucket: out.bucket.clone(),
-            summary,
-            records,
-        },
-        path,
-    ))
+    to.finish(out, w, path, records)
 }
 
 /// Copies `input` to `out`, counting lines (a last line without newline counts).

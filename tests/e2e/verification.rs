@@ -1,0 +1,92 @@
+//! Verification end to end: a local cluster with injected volunteers that
+//! lie. The owner's own (local) workers arbitrate; the output must still equal
+//! a direct count, and a liar must end banned.
+
+use crate::util::*;
+
+fn wordcount_with_liars(
+    honest: u32,
+    faults: &[&str],
+    conf: &[&str],
+    input: &std::path::Path,
+    output: &std::path::Path,
+) -> std::process::Command {
+    let ex = repo().join("examples/wordcount");
+    let mut cmd = submit(honest, input, output);
+    for f in faults {
+        cmd.args(["--local-fault", f]);
+    }
+    cmd.args([
+        "-mapper",
+        "python3 mapper.py",
+        "-reducer",
+        "python3 reducer.py",
+        "-numReduceTasks",
+        "3",
+        "-D",
+        "tormr.bucket.bytes=16k",
+        "--json",
+    ])
+    .arg("-file")
+    .arg(ex.join("mapper.py"))
+    .arg("-file")
+    .arg(ex.join("reducer.py"));
+    for c in conf {
+        cmd.args(["-D", c]);
+    }
+    cmd
+}
+
+#[test]
+fn a_worker_that_always_lies_is_banned_and_the_output_is_still_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = corpus(4000, 600, 21);
+    let input = write(dir.path(), "corpus.txt", &text);
+    let out = dir.path().join("out");
+    let run = run_ok(&mut wordcount_with_liars(
+        1,
+        &["cheat:1.0"],
+        &[],
+        &input,
+        &out,
+    ));
+    assert_eq!(sorted_output(&out), direct_wordcount(&text));
+    let s = summary(&run);
+    let attempts = &s["attempts"];
+    assert_eq!(attempts["banned"], 1, "the liar was banned: {attempts}");
+    assert!(
+        attempts["verification_copies"].as_u64().unwrap() >= 1,
+        "its answer was recomputed: {attempts}"
+    );
+    assert!(
+        !std::fs::read_to_string(out.join("part-00000"))
+            .unwrap()
+            .contains("tormr-forged-line"),
+        "no forged line reached the output"
+    );
+    eprintln!("always-lying volunteer: {attempts}");
+}
+
+#[test]
+fn occasional_liars_among_volunteers_do_not_change_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = corpus(4000, 600, 22);
+    let input = write(dir.path(), "corpus.txt", &text);
+    let out = dir.path().join("out");
+    // Every untrusted answer is checked, so no lie can slip through.
+    let run = run_ok(&mut wordcount_with_liars(
+        1,
+        &["cheat:0.3", "cheat:0.0"],
+        &["tormr.verify.p_min=1"],
+        &input,
+        &out,
+    ));
+    assert_eq!(sorted_output(&out), direct_wordcount(&text));
+    let attempts = &summary(&run)["attempts"];
+    assert!(attempts["verification_copies"].as_u64().unwrap() >= 1);
+    assert!(
+        attempts["banned"].as_u64().unwrap() <= 1,
+        "only the liar can be banned, never the honest volunteer: {attempts}"
+    );
+    eprintln!("occasional liar: {attempts}");
+}
