@@ -778,8 +778,8 @@ impl Scheduler {
             .get(&claim.worker)
             .map(|w| w.standing.trust)
             .unwrap_or(0.0);
-        let replicate =
-            !claim.trusted && self.draws.uniform() < self.limits.verify.replication_probability(trust);
+        let replicate = !claim.trusted
+            && self.draws.uniform() < self.limits.verify.replication_probability(trust);
         let Some(task) = self.task_mut(id) else {
             return;
         };
