@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tormr_core::identity::{Identity, PublicKey, Signed};
 use tormr_core::ids::{RequestId, TicketId};
 use tormr_core::wire::bulletin::{
-    ClusterRequest, JoinTicket, MAX_DISCOVERY_KEY, MatchedWorker, Registration, RequestState,
-    TicketAnswer,
+    Ban, ClusterRequest, JoinTicket, MAX_DISCOVERY_KEY, MatchedWorker, Registration, RequestState,
+    Requirements, TicketAnswer,
 };
 
 /// Tunables of a board.
@@ -25,6 +25,9 @@ pub struct BoardConfig {
     pub max_open_requests: usize,
     pub max_workers_per_request: u32,
     pub max_wait_secs: u64,
+    /// Pseudonyms one owner may ban (each ban is a few hundred bytes kept
+    /// for good).
+    pub max_bans_per_owner: usize,
 }
 
 impl Default for BoardConfig {
@@ -38,6 +41,7 @@ impl Default for BoardConfig {
             max_open_requests: 10_000,
             max_workers_per_request: 10_000,
             max_wait_secs: 24 * 3600,
+            max_bans_per_owner: 10_000,
         }
     }
 }
@@ -100,6 +104,18 @@ pub struct Request {
     pub ended_at: Option<u64>,
     /// Digest of the signed payload, to recognise a re-post of the same request.
     pub payload_digest: String,
+    /// The owner who vouched for the job key, whose bans apply.
+    #[serde(default)]
+    pub owner: Option<PublicKey>,
+}
+
+/// A pseudonym an owner banned, as the board keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BanRecord {
+    pub owner: PublicKey,
+    pub worker: PublicKey,
+    pub issued_at: u64,
+    pub reason: String,
 }
 
 /// A changed entry, for the service to persist.
@@ -107,6 +123,8 @@ pub struct Request {
 pub enum Dirty {
     Volunteer(PublicKey),
     Request(RequestId),
+    /// (owner, worker)
+    Ban(PublicKey, PublicKey),
 }
 
 /// The whole board.
@@ -117,7 +135,17 @@ pub struct Board {
     requests: BTreeMap<RequestId, Request>,
     /// Posting order, which is matching order.
     order: Vec<RequestId>,
+    /// Owner → banned worker → record.
+    bans: HashMap<PublicKey, BTreeMap<PublicKey, BanRecord>>,
     dirty: BTreeSet<Dirty>,
+}
+
+/// Every persisted entry of a board.
+#[derive(Debug, Default)]
+pub struct Entries {
+    pub volunteers: Vec<(PublicKey, Volunteer)>,
+    pub requests: Vec<Request>,
+    pub bans: Vec<BanRecord>,
 }
 
 impl Board {
@@ -128,25 +156,76 @@ impl Board {
             volunteers: HashMap::new(),
             requests: BTreeMap::new(),
             order: Vec::new(),
+            bans: HashMap::new(),
             dirty: BTreeSet::new(),
         }
     }
 
     /// Rebuilds a board from persisted entries.
-    pub fn restore(
-        identity: Identity,
-        config: BoardConfig,
-        volunteers: Vec<(PublicKey, Volunteer)>,
-        mut requests: Vec<Request>,
-    ) -> Self {
+    pub fn restore(identity: Identity, config: BoardConfig, entries: Entries) -> Self {
         let mut board = Board::new(identity, config);
-        requests.sort_by_key(|r| r.posted_at);
-        for r in requests {
-            board.order.push(r.id.clone());
-            board.requests.insert(r.id.clone(), r);
-        }
-        board.volunteers = volunteers.into_iter().collect();
+        board.replace_entries(entries);
         board
+    }
+
+    /// Replaces every entry with persisted ones (another replica changed
+    /// the shared store), forgetting unpersisted changes.
+    pub fn replace_entries(&mut self, entries: Entries) {
+        let Entries {
+            volunteers,
+            mut requests,
+            bans,
+        } = entries;
+        requests.sort_by(|a, b| (a.posted_at, &a.id).cmp(&(b.posted_at, &b.id)));
+        self.order = requests.iter().map(|r| r.id.clone()).collect();
+        self.requests = requests.into_iter().map(|r| (r.id.clone(), r)).collect();
+        self.volunteers = volunteers.into_iter().collect();
+        self.bans.clear();
+        for b in bans {
+            self.bans.entry(b.owner).or_default().insert(b.worker, b);
+        }
+        self.dirty.clear();
+    }
+
+    pub fn ban_record(&self, owner: &PublicKey, worker: &PublicKey) -> Option<&BanRecord> {
+        self.bans.get(owner)?.get(worker)
+    }
+
+    fn banned_by(&self, owner: Option<&PublicKey>, worker: &PublicKey) -> bool {
+        owner.is_some_and(|o| self.ban_record(o, worker).is_some())
+    }
+
+    /// Records `owner`'s ban of a pseudonym (signed by her: the caller
+    /// checked). Banning twice keeps the first.
+    pub fn ban(&mut self, owner: PublicKey, ban: Ban, now: u64) -> Result<(), BoardError> {
+        self.fresh(ban.issued_at, now)?;
+        if ban.reason.len() > Ban::MAX_REASON {
+            return Err(BoardError::Invalid(format!(
+                "a ban's reason is at most {} bytes",
+                Ban::MAX_REASON
+            )));
+        }
+        let max = self.config.max_bans_per_owner;
+        let hers = self.bans.entry(owner).or_default();
+        if hers.contains_key(&ban.worker) {
+            return Ok(());
+        }
+        if hers.len() >= max {
+            return Err(BoardError::Full {
+                what: "bans of this owner",
+            });
+        }
+        hers.insert(
+            ban.worker,
+            BanRecord {
+                owner,
+                worker: ban.worker,
+                issued_at: ban.issued_at,
+                reason: ban.reason,
+            },
+        );
+        self.dirty.insert(Dirty::Ban(owner, ban.worker));
+        Ok(())
     }
 
     pub fn key(&self) -> PublicKey {
@@ -300,6 +379,24 @@ impl Board {
                 what: "open requests",
             });
         }
+        if request.requirements.arbiters.len() > Requirements::MAX_ARBITERS {
+            return Err(BoardError::Invalid(format!(
+                "at most {} arbiters",
+                Requirements::MAX_ARBITERS
+            )));
+        }
+        let owner = match &request.owner {
+            None => None,
+            Some(endorsement) => match endorsement.open() {
+                Ok(e) if e.job_key == job_key => Some(endorsement.signer),
+                _ => {
+                    return Err(BoardError::Invalid(
+                        "the owner's endorsement does not vouch for the key that signed the request"
+                            .into(),
+                    ));
+                }
+            },
+        };
         let id = RequestId::random();
         self.requests.insert(
             id.clone(),
@@ -313,6 +410,7 @@ impl Board {
                 phase: Phase::Gathering,
                 ended_at: None,
                 payload_digest,
+                owner,
             },
         );
         self.order.push(id.clone());
@@ -412,18 +510,32 @@ impl Board {
     }
 
     fn suits(v: &Volunteer, r: &ClusterRequest) -> bool {
+        Self::can_run(v, r) && v.registration.trusted_by == r.requirements.trusted_by
+    }
+
+    /// Whether the volunteer offers what the job needs to run at all (a named
+    /// arbiter too: one without Docker would only leave an image job).
+    fn can_run(v: &Volunteer, r: &ClusterRequest) -> bool {
         let need = &r.requirements;
         let caps = &v.registration.capabilities;
         caps.cores >= need.min_cores
             && caps.memory_mb >= need.min_memory_mb
             && need.executor.is_none_or(|e| caps.executors.contains(&e))
-            && v.registration.trusted_by == need.trusted_by
     }
 
     /// Reserves idle volunteers for gathering requests in posting order, and
     /// closes requests that are full or whose wait is over.
     fn run_matching(&mut self, now: u64) {
         let order = self.order.clone();
+        // Idle volunteers, oldest first, gathered once for every request
+        // (not once per request: a board holds many thousands).
+        let mut idle: Vec<(u64, PublicKey)> = self
+            .volunteers
+            .iter()
+            .filter(|(_, v)| v.state == VolunteerState::Idle)
+            .map(|(k, v)| (v.since, *k))
+            .collect();
+        idle.sort_unstable();
         for id in order {
             let Some(r) = self.requests.get(&id) else {
                 continue;
@@ -431,20 +543,38 @@ impl Board {
             if r.phase != Phase::Gathering {
                 continue;
             }
-            let wanted = r.request.workers as usize;
+            let arbiters = &r.request.requirements.arbiters;
             let mut have = r.workers.clone();
-            if have.len() < wanted {
-                let mut idle: Vec<(&PublicKey, &Volunteer)> = self
-                    .volunteers
-                    .iter()
-                    .filter(|(_, v)| v.state == VolunteerState::Idle && Self::suits(v, &r.request))
-                    .collect();
-                idle.sort_by_key(|(k, v)| (v.since, **k));
-                let picked: Vec<PublicKey> = idle
-                    .into_iter()
-                    .take(wanted - have.len())
-                    .map(|(k, _)| *k)
-                    .collect();
+            // The owner's named arbiters come on top of the workers wanted.
+            let wanted =
+                r.request.workers as usize + have.iter().filter(|w| arbiters.contains(w)).count();
+            let mut named: Vec<PublicKey> = Vec::new();
+            for a in arbiters {
+                let idle_here = idle.iter().any(|(_, k)| k == a);
+                let hers = self.volunteers.get(a).is_some_and(|v| {
+                    r.owner.is_some()
+                        && v.registration.trusted_by == r.owner
+                        && Self::can_run(v, &r.request)
+                });
+                if idle_here && hers && !have.contains(a) {
+                    named.push(*a);
+                }
+            }
+            idle.retain(|(_, k)| !named.contains(k));
+            if have.len() < wanted && !idle.is_empty() {
+                let mut picked: Vec<PublicKey> = Vec::new();
+                idle.retain(|(_, k)| {
+                    let take = picked.len() < wanted - have.len()
+                        && !self.banned_by(r.owner.as_ref(), k)
+                        && self
+                            .volunteers
+                            .get(k)
+                            .is_some_and(|v| Self::suits(v, &r.request));
+                    if take {
+                        picked.push(*k);
+                    }
+                    !take
+                });
                 for k in &picked {
                     if let Some(v) = self.volunteers.get_mut(k) {
                         v.state = VolunteerState::Reserved(id.clone());
@@ -453,6 +583,14 @@ impl Board {
                 }
                 have.extend(picked);
             }
+            for k in &named {
+                if let Some(v) = self.volunteers.get_mut(k) {
+                    v.state = VolunteerState::Reserved(id.clone());
+                }
+                self.dirty.insert(Dirty::Volunteer(*k));
+            }
+            let wanted = wanted + named.len();
+            have.extend(named);
             let wait_over = now >= r.posted_at + r.request.wait_secs;
             let min = r.request.min_workers as usize;
             let next = if have.len() >= wanted || (wait_over && have.len() >= min) {
@@ -548,11 +686,196 @@ mod tests {
             wait_secs: wait,
             requirements: Requirements::default(),
             issued_at: now,
+            owner: None,
         }
     }
 
     fn board() -> Board {
         Board::new(Identity::generate(), BoardConfig::default())
+    }
+
+    fn endorsed(owner: &Identity, job: &Identity, mut r: ClusterRequest) -> ClusterRequest {
+        r.owner = Some(Signed::sign(
+            owner,
+            &tormr_core::wire::job::OwnerEndorsement {
+                job_key: job.public(),
+                issued_at: r.issued_at,
+            },
+        ));
+        r
+    }
+
+    fn matched(b: &Board, id: &RequestId) -> Vec<PublicKey> {
+        match b.state(id) {
+            Some(RequestState::Matched { workers }) => {
+                workers.iter().map(|m| m.pseudonym).collect()
+            }
+            other => panic!("not matched: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_banned_pseudonym_is_kept_out_of_that_owners_requests_only() {
+        let mut b = board();
+        let (owner, other) = (Identity::generate(), Identity::generate());
+        let (liar, honest) = (Identity::generate().public(), Identity::generate().public());
+        let ban = Ban {
+            worker: liar,
+            issued_at: 100,
+            reason: "lied".into(),
+        };
+        b.ban(owner.public(), ban.clone(), 100).unwrap();
+        b.ban(owner.public(), ban, 100).unwrap();
+        assert_eq!(b.take_dirty().len(), 1, "banning twice keeps one record");
+        // The liar registered first: oldest volunteers are matched first.
+        b.register(liar, registration(100, 1), 100).unwrap();
+        b.register(honest, registration(101, 1), 101).unwrap();
+
+        let job = Identity::generate();
+        let hers = b
+            .post(
+                job.public(),
+                endorsed(&owner, &job, request(1, 1, 60, 102)),
+                "h".into(),
+                102,
+            )
+            .unwrap();
+        assert_eq!(matched(&b, &hers), vec![honest]);
+
+        let job2 = Identity::generate();
+        let theirs = b
+            .post(
+                job2.public(),
+                endorsed(&other, &job2, request(1, 1, 60, 103)),
+                "t".into(),
+                103,
+            )
+            .unwrap();
+        assert_eq!(
+            matched(&b, &theirs),
+            vec![liar],
+            "another owner's ban list is her own"
+        );
+    }
+
+    #[test]
+    fn named_arbiters_of_the_owner_come_on_top_of_the_workers_wanted() {
+        let mut b = board();
+        let (owner, stranger) = (Identity::generate(), Identity::generate());
+        let mine = Identity::generate().public();
+        let mut own = registration(100, 1);
+        own.trusted_by = Some(owner.public());
+        b.register(mine, own, 100).unwrap();
+        let volunteers: Vec<PublicKey> = (0..3).map(|_| Identity::generate().public()).collect();
+        for (i, v) in volunteers.iter().enumerate() {
+            b.register(*v, registration(101 + i as u64, 1), 101 + i as u64)
+                .unwrap();
+        }
+        // A stranger naming the owner's worker does not get it.
+        let job = Identity::generate();
+        let mut theirs = endorsed(&stranger, &job, request(1, 1, 60, 110));
+        theirs.requirements.arbiters = vec![mine];
+        let t = b.post(job.public(), theirs, "t".into(), 110).unwrap();
+        assert_eq!(matched(&b, &t), vec![volunteers[0]]);
+        // Her request gets two volunteers and her arbiter.
+        let job2 = Identity::generate();
+        let mut hers = endorsed(&owner, &job2, request(2, 2, 60, 111));
+        hers.requirements.arbiters = vec![mine];
+        let h = b.post(job2.public(), hers, "h".into(), 111).unwrap();
+        let mut got = matched(&b, &h);
+        got.sort();
+        let mut want = vec![volunteers[1], volunteers[2], mine];
+        want.sort();
+        assert_eq!(got, want);
+        // Too many arbiters is refused.
+        let job3 = Identity::generate();
+        let mut greedy = endorsed(&owner, &job3, request(1, 1, 60, 112));
+        greedy.requirements.arbiters = vec![mine; Requirements::MAX_ARBITERS + 1];
+        assert!(matches!(
+            b.post(job3.public(), greedy, "g".into(), 112),
+            Err(BoardError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn a_named_arbiter_that_cannot_run_the_job_is_not_matched() {
+        let owner = Identity::generate();
+        let arbiter = Identity::generate().public();
+        let docker_volunteer = Identity::generate().public();
+        for executor in [ExecutorKind::Docker, ExecutorKind::Process] {
+            let mut b = board();
+            let mut own = registration(100, 1);
+            own.trusted_by = Some(owner.public());
+            b.register(arbiter, own, 100).unwrap();
+            let mut volunteer = registration(101, 1);
+            volunteer.capabilities.executors = vec![ExecutorKind::Docker, ExecutorKind::Process];
+            b.register(docker_volunteer, volunteer, 101).unwrap();
+            let job = Identity::generate();
+            let mut r = endorsed(&owner, &job, request(1, 1, 60, 110));
+            r.requirements.executor = Some(executor);
+            r.requirements.arbiters = vec![arbiter];
+            let id = b.post(job.public(), r, "r".into(), 110).unwrap();
+            // The arbiter offers plain processes only: an image job goes without it.
+            assert_eq!(
+                matched(&b, &id).contains(&arbiter),
+                executor == ExecutorKind::Process,
+                "{executor:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_endorsement_of_another_key_or_an_oversized_ban_is_refused() {
+        let mut b = board();
+        let (owner, job, thief) = (
+            Identity::generate(),
+            Identity::generate(),
+            Identity::generate(),
+        );
+        // A thief reusing the owner's endorsement of another job key.
+        let err = b
+            .post(
+                thief.public(),
+                endorsed(&owner, &job, request(1, 1, 60, 100)),
+                "x".into(),
+                100,
+            )
+            .unwrap_err();
+        assert!(matches!(err, BoardError::Invalid(_)), "{err}");
+        let long = Ban {
+            worker: job.public(),
+            issued_at: 100,
+            reason: "x".repeat(Ban::MAX_REASON + 1),
+        };
+        assert!(matches!(
+            b.ban(owner.public(), long, 100),
+            Err(BoardError::Invalid(_))
+        ));
+        let stale = Ban {
+            worker: job.public(),
+            issued_at: 1,
+            reason: String::new(),
+        };
+        assert!(matches!(
+            b.ban(owner.public(), stale, 10_000),
+            Err(BoardError::Stale { .. })
+        ));
+        let mut small = Board::new(
+            Identity::generate(),
+            BoardConfig {
+                max_bans_per_owner: 2,
+                ..BoardConfig::default()
+            },
+        );
+        for i in 0..3 {
+            let ban = Ban {
+                worker: Identity::generate().public(),
+                issued_at: 100,
+                reason: String::new(),
+            };
+            let r = small.ban(owner.public(), ban, 100);
+            assert_eq!(r.is_ok(), i < 2, "{r:?}");
+        }
     }
 
     #[test]

@@ -2,16 +2,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{caps, request};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tormr_bulletin::{BoardConfig, Bulletin, BulletinClient};
 use tormr_core::identity::{Identity, Signed};
 use tormr_core::store::redb::RedbStore;
-use tormr_core::wire::bulletin::{
-    Capabilities, ClusterRequest, ExecutorKind, Register, Registration, RequestState, Requirements,
-    TicketAnswer,
-};
+use tormr_core::wire::bulletin::{Register, Registration, RequestState, TicketAnswer};
 use tormr_net::tcp::TcpTransport;
 use tormr_net::transport::ServiceSpec;
 use tormr_net::{HttpClient, Server, ServerConfig, Transport};
@@ -41,25 +41,6 @@ async fn start(state: &std::path::Path, port: u16) -> Running {
         server,
         cancel,
         client,
-    }
-}
-
-fn caps() -> Capabilities {
-    Capabilities {
-        cores: 2,
-        memory_mb: 2048,
-        executors: vec![ExecutorKind::Process],
-    }
-}
-
-fn request(workers: u32) -> ClusterRequest {
-    ClusterRequest {
-        job_address: "127.0.0.1:1".into(),
-        workers,
-        min_workers: workers,
-        wait_secs: 60,
-        requirements: Requirements::default(),
-        issued_at: tormr_core::unix_now(),
     }
 }
 
@@ -171,6 +152,73 @@ async fn a_restarted_board_keeps_its_key_and_state() {
             .await
             .unwrap(),
         RequestState::Gathering { have: 1, wanted: 3 }
+    );
+    b2.cancel.cancel();
+}
+
+#[tokio::test]
+async fn an_owners_ban_survives_a_restart_and_a_forged_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = start(dir.path(), 0).await;
+    let port = b.server.address().port();
+    let owner = Identity::generate();
+    let (liar, honest) = (Identity::generate(), Identity::generate());
+    b.client
+        .ban(&owner, &liar.public(), "lied in a job")
+        .await
+        .unwrap();
+
+    // A ban whose signature does not match its signer.
+    let mut forged = Signed::sign(
+        &Identity::generate(),
+        &tormr_core::wire::bulletin::Ban {
+            worker: honest.public(),
+            issued_at: tormr_core::unix_now(),
+            reason: String::new(),
+        },
+    );
+    forged.signer = owner.public();
+    let http = HttpClient::new(Arc::new(TcpTransport::new()), b.server.address().clone());
+    let refused = http
+        .call(&tormr_core::wire::bulletin::PostBan(forged))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, tormr_net::ClientError::Api { status: 401, .. }),
+        "{refused}"
+    );
+    b.cancel.cancel();
+    b.server.shutdown(Duration::from_secs(1)).await;
+
+    // After a restart the liar, registered first, is still passed over for
+    // this owner's request.
+    let b2 = start(dir.path(), port).await;
+    b2.client.register(&liar, caps(), None, None).await.unwrap();
+    b2.client
+        .register(&honest, caps(), None, None)
+        .await
+        .unwrap();
+    let job = Identity::generate();
+    let mut wanted = request(1);
+    wanted.owner = Some(Signed::sign(
+        &owner,
+        &tormr_core::wire::job::OwnerEndorsement {
+            job_key: job.public(),
+            issued_at: tormr_core::unix_now(),
+        },
+    ));
+    let posted = b2.client.post_request(&job, &wanted).await.unwrap();
+    let state = b2
+        .client
+        .watch(&posted.request, 0, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let RequestState::Matched { workers } = state else {
+        panic!("not matched: {state:?}")
+    };
+    assert_eq!(
+        workers.iter().map(|w| w.pseudonym).collect::<Vec<_>>(),
+        vec![honest.public()]
     );
     b2.cancel.cancel();
 }

@@ -169,6 +169,13 @@ impl Identity {
             .to_bytes()))
     }
 
+    /// The identity whose raw secret is `secret` (see [`Self::secret_bytes`]).
+    pub fn from_secret_bytes(secret: [u8; 32]) -> Self {
+        Identity {
+            key: SigningKey::from_bytes(&secret),
+        }
+    }
+
     /// The raw secret, for deriving other secrets from one identity.
     pub fn secret_bytes(&self) -> [u8; 32] {
         self.key.to_bytes()

@@ -140,6 +140,11 @@ impl BucketId {
         Self(format!("in-{index:05}"))
     }
 
+    /// Input bucket `index` uploaded by the `epoch`th resumption of a job.
+    pub fn input_resumed(index: u32, epoch: u32) -> Self {
+        Self(format!("in-{index:05}-r{epoch}"))
+    }
+
     /// Partition `partition` of one map attempt's output.
     pub fn map_output(attempt: &AttemptId, partition: u32) -> Self {
         Self(format!("{attempt}-p{partition:05}"))

@@ -108,8 +108,9 @@ impl tower_service::Service<Uri> for Connector {
                 address: authority.clone(),
                 why: e.to_string(),
             })?;
-            stats.connections.fetch_add(1, Ordering::Relaxed);
             let stream = transport.connect(&address).await?;
+            // Counted once open: a failed try is not a connection kept or reused.
+            stats.connections.fetch_add(1, Ordering::Relaxed);
             Ok(TokioIo::new(Conn(stream)))
         })
     }

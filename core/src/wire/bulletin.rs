@@ -4,6 +4,7 @@
 use super::{Ack, Call, Method, clamp_wait};
 use crate::identity::{PublicKey, Signed, SignedPayload};
 use crate::ids::{RequestId, TicketId};
+use crate::wire::job::OwnerEndorsement;
 use serde::{Deserialize, Serialize};
 
 /// How a worker can run job code.
@@ -129,6 +130,16 @@ pub struct Requirements {
     /// Only workers trusted by this owner key (the owner's own workers).
     #[serde(default)]
     pub trusted_by: Option<PublicKey>,
+    /// The owner's own workers (started `--trusted-by` her key) to match
+    /// besides `workers`, when they are idle, to settle disputes. The board
+    /// matches a named worker only if its registration names the key that
+    /// endorsed the request. At most [`Requirements::MAX_ARBITERS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arbiters: Vec<PublicKey>,
+}
+
+impl Requirements {
+    pub const MAX_ARBITERS: usize = 16;
 }
 
 /// An owner's request for a cluster, signed by the job's key.
@@ -141,6 +152,12 @@ pub struct ClusterRequest {
     pub wait_secs: u64,
     pub requirements: Requirements,
     pub issued_at: u64,
+    /// The owner's long-term key vouching for the job key: the board then
+    /// matches the request with none of the pseudonyms she banned. It links
+    /// her requests for the board; an owner who will not have that leaves it
+    /// out (a fresh state folder gives a fresh key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Signed<OwnerEndorsement>>,
 }
 
 impl SignedPayload for ClusterRequest {
@@ -227,6 +244,36 @@ impl Call for Withdraw {
     const METHOD: Method = Method::Post;
     fn path(&self) -> String {
         "/v1/requests/withdraw".into()
+    }
+}
+
+/// An owner's word that a pseudonym's answer in one of her jobs was found
+/// wrong: the board matches it with none of her later requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ban {
+    pub worker: PublicKey,
+    pub issued_at: u64,
+    /// For the board's operator; at most [`Ban::MAX_REASON`] bytes.
+    pub reason: String,
+}
+
+impl Ban {
+    pub const MAX_REASON: usize = 256;
+}
+
+impl SignedPayload for Ban {
+    const DOMAIN: &'static str = "tormr/bulletin/ban/v1";
+}
+
+/// `POST /v1/bans`, signed by the owner's long-term key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PostBan(pub Signed<Ban>);
+
+impl Call for PostBan {
+    type Response = Ack;
+    const METHOD: Method = Method::Post;
+    fn path(&self) -> String {
+        "/v1/bans".into()
     }
 }
 
