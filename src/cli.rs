@@ -75,11 +75,35 @@ pub enum Command {
     /// Volunteer this machine: find work on a bulletin board and run it.
     #[command(after_help = WORKER_EXAMPLES)]
     Worker(WorkerArgs),
+    /// Manage a submitted job.
+    Job {
+        #[command(subcommand)]
+        command: JobCommand,
+    },
     /// A private Tor network on 127.0.0.1, for trying tormr's Tor mode offline.
     Testnet {
         #[command(subcommand)]
         command: TestnetCommand,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobCommand {
+    /// Continue a job whose `tormr submit` died (crash, reboot, kill -9):
+    /// finished tasks are kept, unfinished ones run again, workers still
+    /// in the job reconnect to the same address.
+    Resume(ResumeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ResumeArgs {
+    /// The job's state folder (`tormr submit --state DIR`, or the temporary
+    /// folder `tormr submit` printed).
+    #[arg(long, value_name = "DIR")]
+    pub state: PathBuf,
+    /// Print a machine-readable summary on stdout at the end.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -102,11 +126,18 @@ pub struct ServeArgs {
     /// (for tests and single-machine setups; no anonymity).
     #[arg(long, value_name = "PORT")]
     pub loopback_port: Option<u16>,
+    /// Bulletin boards only: keep the board in etcd instead of STATE/board.redb
+    /// (etcd://HOST:PORT[,HOST:PORT…][/NAMESPACE]). Every bulletin started on
+    /// one store serves one board, under one board key kept in the store: run
+    /// two or more and give owners and volunteers all their addresses.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct WorkerArgs {
-    /// The bulletin board to find work on (NAME.onion, or 127.0.0.1:PORT).
+    /// The bulletin board to find work on (NAME.onion, or 127.0.0.1:PORT); a
+    /// board served by several replicas: all their addresses, comma-separated.
     #[arg(long, value_name = "ADDR")]
     pub bulletin: String,
     /// State folder: the worker's pseudonym key, Tor state, job scratch space.
@@ -143,6 +174,10 @@ pub struct WorkerArgs {
     /// Leave after one job instead of returning to the board.
     #[arg(long)]
     pub once: bool,
+    /// Fault injection (tests and drills): misbehave, e.g. `cheat:0.1`
+    /// forges 10% of this worker's answers.
+    #[arg(long = "fault", value_name = "SPEC", hide = true)]
+    pub fault: Option<tormr_worker::faults::Misbehaviour>,
 }
 
 const WORKER_EXAMPLES: &str = "\
@@ -190,7 +225,9 @@ Examples:
 pub struct SubmitArgs {
     /// Where to run: 'local[N]' runs a bulletin, a job master, a data layer
     /// and N workers in this process over loopback; 'tor://BULLETIN.onion'
-    /// asks that bulletin board for --workers volunteers over Tor.
+    /// asks that bulletin board for --workers volunteers over Tor (a board
+    /// with replicas: 'tor://A.onion,B.onion'); 'tcp://HOST:PORT[,…]' does
+    /// the same over plain TCP, without anonymity (tests, one machine).
     #[arg(long)]
     pub cluster: String,
     /// Workers to gather on the bulletin board (tor:// clusters).
@@ -263,6 +300,18 @@ pub struct SubmitArgs {
     /// missing). They run the job's code without a sandbox if it names no image.
     #[arg(long, value_name = "FILE")]
     pub own_workers: Option<PathBuf>,
+    /// Your long-term owner key (created if missing; default
+    /// STATE/owner/owner.key): it vouches for each job's key, so the board
+    /// keeps the pseudonyms you banned out of your jobs and matches the
+    /// arbiters you name. Keep one key to carry bans across state folders.
+    #[arg(long, value_name = "FILE")]
+    pub owner_key: Option<PathBuf>,
+    /// One of your own workers (its pseudonym, as `tormr worker` prints it;
+    /// started `--trusted-by` your owner key) to settle disputes between
+    /// volunteers' answers; matched besides --workers when idle (repeatable,
+    /// up to 16; tor:// and tcp:// clusters).
+    #[arg(long = "arbiter", value_name = "PSEUDONYM")]
+    pub arbiters: Vec<String>,
     /// Fault injection (local clusters, tests and drills): one more worker
     /// that misbehaves, e.g. `cheat:0.1` forges 10% of its answers. Such
     /// workers are volunteers, not the owner's: their answers get verified.

@@ -135,7 +135,7 @@ impl LocalCluster {
         let cluster = Cluster {
             data_transport: transport.clone(),
             transport,
-            bulletin: bulletin.address().clone(),
+            bulletins: vec![bulletin.address().clone()],
             datalayer: datalayer.address().clone(),
             datalayer_for_workers: datalayer.address().clone(),
             secret,
@@ -145,6 +145,8 @@ impl LocalCluster {
             lanes: 1,
             owner: None,
             trusted_workers,
+            owner_key: None,
+            arbiters: Vec::new(),
         };
         Ok(LocalCluster {
             cluster,

@@ -10,6 +10,7 @@ mod network;
 mod owner;
 mod pachyderm;
 mod progress;
+mod resume;
 mod serve;
 mod submit;
 mod testnet_cmd;
@@ -67,13 +68,14 @@ fn init_tracing(verbose: u8, default: &str) {
 }
 
 fn main() {
-    let cli = match Cli::try_parse_from(normalize_args(std::env::args())) {
+    let argv = normalize_args(std::env::args());
+    let cli = match Cli::try_parse_from(argv.clone()) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
     // A submitting owner watches progress bars; services log what they do.
     let default = match cli.command {
-        Command::Submit(_) | Command::Testnet { .. } => "warn",
+        Command::Submit(_) | Command::Job { .. } | Command::Testnet { .. } => "warn",
         // tormr never uses exits: arti's complaints about exit circuits on a
         // tiny network are noise, not news.
         _ => {
@@ -93,7 +95,10 @@ fn main() {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Submit(args) => submit::run(*args).await,
+            Command::Submit(args) => submit::run(*args, argv).await,
+            Command::Job {
+                command: cli::JobCommand::Resume(args),
+            } => resume::run(args).await,
             Command::Bulletin {
                 command: cli::ServeCommand::Serve(args),
             } => serve::bulletin(args).await,

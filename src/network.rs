@@ -63,6 +63,22 @@ pub async fn listen(
     Ok((transport, listener))
 }
 
+/// Parses a comma-separated list of one board's replicas (NAME.onion or
+/// HOST:PORT each).
+pub fn bulletin_addresses(text: &str) -> Result<Vec<tormr_net::Address>, String> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        out.push(tormr_net::Address::parse(part).map_err(|e| format!("{part:?}: {e}"))?);
+    }
+    if out.is_empty() {
+        return Err("no bulletin board address given".into());
+    }
+    if out.iter().any(|a| a.is_onion()) && !out.iter().all(|a| a.is_onion()) {
+        return Err("replicas of one board are all onion addresses or all HOST:PORT".into());
+    }
+    Ok(out)
+}
+
 /// Creates a state folder readable by its owner only.
 pub fn state_dir(dir: &Path) -> Result<PathBuf> {
     tormr_onion::config::private_dir(dir)

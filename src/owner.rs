@@ -5,6 +5,7 @@
 
 use crate::jobdef::JobDefinition;
 use crate::progress::Ui;
+use crate::resume::JobStart;
 use anyhow::{Context, Result, anyhow};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -14,14 +15,14 @@ use tokio_util::sync::CancellationToken;
 use tormr_bulletin::BulletinClient;
 use tormr_core::counters::Counters;
 use tormr_core::identity::{Identity, Signed};
-use tormr_core::ids::{JobId, TaskKind};
+use tormr_core::ids::TaskKind;
 use tormr_core::store::redb::RedbStore;
 use tormr_core::token::TokenSecret;
 use tormr_core::wire::bulletin::{ClusterRequest, ExecutorKind, RequestState, Requirements};
 use tormr_core::wire::job::{JobState, OwnerEndorsement};
 use tormr_datalayer::DataClient;
 use tormr_jobmaster::clock::SystemClock;
-use tormr_jobmaster::input::{list_inputs, plan_slices, upload_inputs};
+use tormr_jobmaster::input::{UploadPlan, list_inputs, plan_slices, upload_inputs};
 use tormr_jobmaster::output::{check_output_free, fetch_outputs};
 use tormr_jobmaster::records::ClusterRecord;
 use tormr_jobmaster::scheduler::SchedulerConfig;
@@ -44,7 +45,8 @@ const ANSWERS_DRAIN: Duration = Duration::from_secs(3);
 /// Where a job runs: how to reach the board and the data layer.
 pub struct Cluster {
     pub transport: Arc<dyn Transport>,
-    pub bulletin: Address,
+    /// The board's replicas (one or more addresses serving one board).
+    pub bulletins: Vec<Address>,
     /// The data layer as the owner reaches it.
     pub datalayer: Address,
     /// The data layer as workers reach it.
@@ -62,9 +64,16 @@ pub struct Cluster {
     /// The owner's long-term key, when the job runs on her own workers only
     /// (those started `--trusted-by` it).
     pub owner: Option<Arc<Identity>>,
-    /// Pseudonyms of workers the owner trusts fully (her local workers):
-    /// their answers are not second-guessed and they arbitrate disputes.
+    /// Pseudonyms of workers the owner trusts fully (her local workers, or
+    /// the arbiters she named): their answers are not second-guessed and
+    /// they arbitrate disputes.
     pub trusted_workers: std::collections::BTreeSet<tormr_core::identity::PublicKey>,
+    /// The owner's long-term key given with `--owner-key`; the own workers'
+    /// key (`--own-workers`) wins over it, and without either one kept in
+    /// the state folder is used.
+    pub owner_key: Option<Arc<Identity>>,
+    /// Her own workers to match as arbiters (`--arbiter`).
+    pub arbiters: Vec<tormr_core::identity::PublicKey>,
 }
 
 #[derive(Debug, Serialize, Default)]
@@ -105,6 +114,18 @@ pub struct Summary {
     pub counters: Counters,
     pub timings: Timings,
     pub error: Option<Failure>,
+    /// What a resumed run found done by the runs before it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<ResumedSummary>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ResumedSummary {
+    /// How many times the job has been resumed, this run included.
+    pub resumes: u32,
+    pub input_buckets_uploaded: u32,
+    pub tasks_done: u32,
+    pub sessions_kept: u32,
 }
 
 #[derive(Debug, Serialize, Default)]
@@ -132,10 +153,11 @@ pub async fn run_job(
     def: JobDefinition,
     inputs: &[PathBuf],
     output: &Path,
-    state: &Path,
     ui: &Ui,
     interrupt: CancellationToken,
+    start: &mut JobStart,
 ) -> Result<Summary> {
+    let state = &start.owner_dir();
     let started = Instant::now();
     check_output_free(output)?;
     let files = Arc::new(list_inputs(inputs)?);
@@ -145,8 +167,8 @@ pub async fn run_job(
         let files = files.clone();
         tokio::task::spawn_blocking(move || plan_slices(&files, bucket_bytes)).await??
     };
-    let job = JobId::random();
-    let identity = Arc::new(Identity::generate());
+    let job = start.manifest.job.clone();
+    let identity = start.identity.clone();
     std::fs::create_dir_all(state)
         .with_context(|| format!("creating the state folder {}", state.display()))?;
     let store = Arc::new(RedbStore::open(&state.join(format!("{job}.redb")))?);
@@ -174,16 +196,28 @@ pub async fn run_job(
         )],
     };
     let data = DataClient::new(data_lanes, job.clone());
-    let endorsement = cluster.owner.as_ref().map(|owner| {
-        Signed::sign(
-            owner,
-            &OwnerEndorsement {
-                job_key: identity.public(),
-                issued_at: tormr_core::unix_now(),
-            },
-        )
-    });
-    let jm = JobMaster::create(JobMasterConfig {
+    // The owner's long-term key (her own workers' key, or one kept in the
+    // state folder) vouches for the job key: the board then keeps the
+    // pseudonyms she banned out of her requests.
+    let owner_key = match (&cluster.owner, &cluster.owner_key) {
+        (Some(key), _) | (None, Some(key)) => key.clone(),
+        (None, None) => {
+            let path = state.join("owner.key");
+            Arc::new(
+                Identity::load_or_create(&path)
+                    .with_context(|| format!("the owner key {}", path.display()))?,
+            )
+        }
+    };
+    let endorsement = Signed::sign(
+        &owner_key,
+        &OwnerEndorsement {
+            job_key: identity.public(),
+            issued_at: tormr_core::unix_now(),
+        },
+    );
+    let (ban_tx, ban_rx) = tokio::sync::mpsc::channel(64);
+    let config = JobMasterConfig {
         job: job.clone(),
         spec: def.spec.clone(),
         identity: identity.clone(),
@@ -192,37 +226,70 @@ pub async fn run_job(
         store,
         files: def.files,
         image: def.image,
-        endorsement,
+        endorsement: Some(endorsement.clone()),
         scheduler: SchedulerConfig::default(),
         heartbeat_secs: 10,
         data: data.clone(),
         clock: Arc::new(SystemClock),
         trust,
         trusted_workers: cluster.trusted_workers.clone(),
-        bans: None,
-    })
-    .await?;
+        bans: Some(ban_tx),
+    };
+    let (jm, resumed) = if start.resuming {
+        let (jm, resumed) = JobMaster::resume(config).await?;
+        ui.say(&format!(
+            "job {job} resumed: {} of {} input bucket(s) were uploaded, {} task(s) were done, {} worker session(s) kept",
+            resumed.inputs,
+            slices.len(),
+            resumed.tasks_done,
+            resumed.sessions
+        ));
+        (jm, Some(resumed))
+    } else {
+        (JobMaster::create(config).await?, None)
+    };
+    if resumed.is_some() {
+        check_same_input(&jm, &files, &slices).await?;
+    }
+    let earlier_request = resumed.as_ref().and_then(|r| r.earlier_cluster.clone());
 
     let cancel = CancellationToken::new();
     let _monitor = jm.spawn_monitor(cancel.clone());
     // An onion service's address is known before it runs: then the job master
     // is published only once the board has matched its workers, and only to
-    // them (restricted discovery). A loopback service is published at once.
-    let worker_spec = ServiceSpec::new(format!("job-{}", &job.as_str()[4..12]));
+    // them (restricted discovery). A loopback service is published at once,
+    // on the port it had before if the job is resumed. A resumed job master
+    // is published at once over Tor too, unrestricted: the workers of the
+    // crashed run must reach it again as well as any matched anew.
+    let worker_spec = ServiceSpec {
+        port: start.port("job"),
+        ..ServiceSpec::new(format!("job-{}", &job.as_str()[4..12]))
+    };
     let worker_api: WorkerApiSlot = Arc::new(tokio::sync::Mutex::new(None));
-    let job_address = match cluster.transport.reserve(&worker_spec).await? {
+    let reserved = match start.resuming {
+        true => None,
+        false => cluster.transport.reserve(&worker_spec).await?,
+    };
+    let job_address = match reserved {
         Some(address) => address,
         None => {
             let server = Server::spawn(
                 cluster.transport.publish(&worker_spec).await?,
                 Arc::new(WorkerApi(jm.clone())),
-                ServerConfig::default(),
+                worker_facing(),
             );
             let address = server.address().clone();
             *worker_api.lock().await = Some(server);
             address
         }
     };
+    if !job_address.is_onion() {
+        start
+            .manifest
+            .ports
+            .insert("job".into(), job_address.port());
+    }
+    start.save()?;
     let restricted = worker_api
         .lock()
         .await
@@ -240,10 +307,21 @@ pub async fn run_job(
         owner_api.address()
     ));
 
-    let board = BulletinClient::new(HttpClient::new(
-        cluster.transport.clone(),
-        cluster.bulletin.clone(),
+    let board = BulletinClient::for_replicas(cluster.transport.clone(), &cluster.bulletins)
+        .context("a cluster names at least one bulletin board")?;
+    let stop_reporting = CancellationToken::new();
+    // Stops the reporter on any early return as well.
+    let _reporting = stop_reporting.clone().drop_guard();
+    let ban_reporter = tokio::spawn(report_bans(
+        board.clone(),
+        owner_key.clone(),
+        ban_rx,
+        stop_reporting.clone(),
     ));
+    // The crashed run's request stays up until this run ends: its workers,
+    // unable to reach the job master while it comes back, ask the board
+    // whether the job still stands, and a withdrawal now would send them
+    // away. A fresh request gathers any that left.
     let request = ClusterRequest {
         job_address: job_address.to_string(),
         workers: cluster.workers,
@@ -258,9 +336,11 @@ pub async fn run_job(
                 ExecutorKind::Process
             }),
             trusted_by: cluster.owner.as_ref().map(|o| o.public()),
+            arbiters: cluster.arbiters.clone(),
             ..Requirements::default()
         },
         issued_at: tormr_core::unix_now(),
+        owner: Some(endorsement),
     };
     let posted = tormr_net::client::with_retries(5, || board.post_request(&identity, &request))
         .await
@@ -268,6 +348,10 @@ pub async fn run_job(
     jm.set_cluster(ClusterRecord {
         board: posted.board,
         request: posted.request.clone(),
+        earlier: earlier_request
+            .iter()
+            .flat_map(|e| e.all_requests().cloned())
+            .collect(),
     })
     .await?;
     ui.say(&format!(
@@ -295,16 +379,26 @@ pub async fn run_job(
         .map(|n| n.get())
         .unwrap_or(2)
         .min(4);
-    let uploaded = upload_inputs(
-        &jm,
-        &data,
-        files,
-        slices,
-        &staging,
-        parallel,
-        Arc::new(move |n| progress_bar.inc(n)),
-    )
-    .await;
+    let uploaded = match &resumed {
+        Some(r) if r.input_closed => Ok(r.inputs),
+        _ => {
+            let plan = UploadPlan {
+                first: resumed.as_ref().map_or(0, |r| r.inputs),
+                epoch: resumed.as_ref().map_or(0, |r| r.resumes),
+            };
+            upload_inputs(
+                &jm,
+                &data,
+                files,
+                slices,
+                plan,
+                &staging,
+                parallel,
+                Arc::new(move |n| progress_bar.inc(n)),
+            )
+            .await
+        }
+    };
     bar.finish_and_clear();
     let upload_s = upload_started.elapsed();
     match uploaded {
@@ -389,8 +483,19 @@ pub async fn run_job(
     };
     let download_s = download_started.elapsed();
 
-    // Clean up: the board forgets the request, the data layer forgets the job.
+    // Clean up: the board learns the last bans and forgets the request, the
+    // data layer forgets the job.
+    stop_reporting.cancel();
+    if tokio::time::timeout(Duration::from_secs(60), ban_reporter)
+        .await
+        .is_err()
+    {
+        tracing::warn!("gave up reporting bans to the bulletin after 60 s");
+    }
     let _ = board.withdraw(&identity, &posted.request).await;
+    for earlier in earlier_request.iter().flat_map(|e| e.all_requests()) {
+        let _ = board.withdraw(&identity, earlier).await;
+    }
     if let Err(e) = data.delete_job(&jm.mint_delete()).await {
         tracing::warn!("could not delete the job's buckets from the data layer: {e}");
     }
@@ -464,7 +569,73 @@ pub async fn run_job(
             total_s: secs(started.elapsed()),
         },
         error,
+        resumed: resumed.map(|r| ResumedSummary {
+            resumes: r.resumes,
+            input_buckets_uploaded: r.inputs,
+            tasks_done: r.tasks_done,
+            sessions_kept: r.sessions,
+        }),
     })
+}
+
+/// A resumed job's uploaded buckets must be the slices the input cuts into
+/// now: task i reads slice i.
+async fn check_same_input(
+    jm: &JobMaster,
+    files: &[tormr_jobmaster::input::InputFile],
+    slices: &[tormr_jobmaster::input::Slice],
+) -> Result<()> {
+    let stored = jm.records().inputs().await?;
+    let changed = stored.len() > slices.len()
+        || stored.iter().zip(slices).any(|(bucket, slice)| {
+            bucket.source.as_ref().is_some_and(|s| {
+                s.name != files[slice.file].name
+                    || s.offset != slice.offset
+                    || s.length != slice.length
+            })
+        });
+    if changed {
+        return Err(crate::UsageError(format!(
+            "job {}: the input changed since the job was submitted (files were added, removed or edited); put it back as it was, or submit a new job",
+            jm.job()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Passes the job master's bans on to the bulletin, signed with the owner's
+/// key, until stopped; then reports what is still queued and ends.
+async fn report_bans(
+    board: BulletinClient,
+    owner: Arc<Identity>,
+    mut bans: tokio::sync::mpsc::Receiver<tormr_core::identity::PublicKey>,
+    stop: CancellationToken,
+) {
+    // No job id: the board need not learn which of the owner's jobs it was.
+    let reason = "an answer disagreed with the verified one";
+    loop {
+        let worker = tokio::select! {
+            w = bans.recv() => w,
+            _ = stop.cancelled() => bans.try_recv().ok(),
+        };
+        let Some(worker) = worker else { return };
+        match tormr_net::client::with_retries(5, || board.ban(&owner, &worker, reason)).await {
+            Ok(()) => tracing::info!("reported the ban of {} to the bulletin", worker.short()),
+            Err(e) => tracing::warn!(
+                "could not report the ban of {} to the bulletin ({e}); it stays banned in your trust book",
+                worker.short()
+            ),
+        }
+    }
+}
+
+/// Limits of a service every worker of the job holds a connection to.
+pub fn worker_facing() -> ServerConfig {
+    ServerConfig {
+        max_connections: tormr_jobmaster::service::WORKER_CONNECTIONS,
+        ..ServerConfig::default()
+    }
 }
 
 /// How long matched workers have to join before the job gives up on them.
@@ -482,7 +653,7 @@ async fn watch_match(
     request: tormr_core::ids::RequestId,
     wanted: u32,
     started: Instant,
-    restricted: Option<(Arc<dyn Transport>, ServiceSpec)>,
+    mut restricted: Option<(Arc<dyn Transport>, ServiceSpec)>,
     worker_api: WorkerApiSlot,
 ) -> Option<Duration> {
     let mut seen = 0;
@@ -491,18 +662,18 @@ async fn watch_match(
             Ok(RequestState::Matched { workers }) => {
                 tracing::info!("{} of {wanted} worker(s) matched", workers.len());
                 jm.note_matched(started.elapsed());
-                if let Some((transport, spec)) = &restricted {
+                if let Some((transport, spec)) = restricted.take() {
                     let keys: Vec<String> = workers
                         .iter()
                         .filter_map(|w| w.discovery_key.clone())
                         .collect();
-                    let spec = spec.clone().restricted_to(keys);
+                    let spec = spec.restricted_to(keys);
                     match transport.publish(&spec).await {
                         Ok(listener) => {
                             let server = Server::spawn(
                                 listener,
                                 Arc::new(WorkerApi(jm.clone())),
-                                ServerConfig::default(),
+                                worker_facing(),
                             );
                             *worker_api.lock().await = Some(server);
                         }
@@ -521,6 +692,10 @@ async fn watch_match(
                     eprintln!("{have} of {wanted} worker(s) gathered");
                 }
                 seen = have;
+            }
+            Ok(RequestState::Expired { .. }) if jm.has_live_workers() => {
+                // A resumed job whose workers came back needs no more.
+                return None;
             }
             Ok(RequestState::Expired { have }) => {
                 jm.abort(&format!(

@@ -5,23 +5,31 @@ use crate::local::{LocalCluster, parse_local};
 use crate::network;
 use crate::owner::{Cluster, failure_message, human_bytes, run_job};
 use crate::progress::Ui;
+use crate::resume::JobStart;
 use crate::{Interrupted, JobFailed, UsageError, image, jobdef};
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tormr_core::identity::Identity;
+use tormr_core::identity::{Identity, PublicKey};
 use tormr_core::token::TokenSecret;
+use tormr_core::wire::bulletin::Requirements;
 use tormr_datalayer::{DataLayer, DataLayerConfig, DirStore};
 use tormr_net::memory::MemoryTransport;
+use tormr_net::tcp::TcpTransport;
 use tormr_net::transport::ServiceSpec;
 use tormr_net::{Address, Server, ServerConfig, Transport};
 use tormr_worker::config::DATA_LANES;
 
-pub async fn run(args: SubmitArgs) -> Result<()> {
+pub async fn run(args: SubmitArgs, argv: Vec<String>) -> Result<()> {
+    run_start(args, argv, None).await
+}
+
+/// Runs a submission: a new job, or (with `start`) one being resumed.
+pub async fn run_start(args: SubmitArgs, argv: Vec<String>, start: Option<JobStart>) -> Result<()> {
     let json = args.json;
-    let result = submit(args).await;
+    let result = submit(args, argv, start).await;
     if let Err(e) = &result
         && json
         && e.downcast_ref::<JobFailed>().is_none()
@@ -38,7 +46,13 @@ pub async fn run(args: SubmitArgs) -> Result<()> {
 /// Where the job runs.
 enum Target {
     Local(u32),
-    Tor { bulletin: Address, workers: u32 },
+    /// A bulletin board (one or more replicas) and volunteers, over Tor or,
+    /// for tests and single-machine setups, over loopback TCP.
+    Remote {
+        bulletins: Vec<Address>,
+        workers: u32,
+        tor: bool,
+    },
 }
 
 fn target(args: &SubmitArgs) -> Result<Target, UsageError> {
@@ -50,37 +64,60 @@ fn target(args: &SubmitArgs) -> Result<Target, UsageError> {
                 args.workers.unwrap_or(0)
             )));
         }
-        return Ok(Target::Local(n));
-    }
-    if let Some(rest) = args.cluster.strip_prefix("tor://") {
-        let bulletin = Address::parse(rest).map_err(|e| UsageError(format!("--cluster: {e}")))?;
-        if !bulletin.is_onion() {
+        if !args.arbiters.is_empty() {
             return Err(UsageError(format!(
-                "--cluster tor://…: {rest:?} is not an onion address"
+                "--arbiter names a volunteer on a bulletin; local[{n}] workers are yours already and settle disputes themselves: drop --arbiter"
             )));
         }
-        // A pipeline's parallelism_spec stands in for --workers.
-        let parallelism = match &args.pachyderm {
-            Some(spec) => {
-                crate::pachyderm::read_spec(spec)
-                    .map_err(|e| UsageError(format!("--pachyderm: {e:#}")))?
-                    .parallelism
-            }
-            None => None,
-        };
-        let workers = args
-            .workers
-            .or(parallelism)
-            .ok_or_else(|| UsageError("a tor:// cluster needs --workers N".into()))?;
-        if workers == 0 || workers > 10_000 {
-            return Err(UsageError("--workers must be between 1 and 10000".into()));
-        }
-        return Ok(Target::Tor { bulletin, workers });
+        return Ok(Target::Local(n));
     }
-    Err(UsageError(format!(
-        "--cluster {:?}: expected local[N] or tor://BULLETIN.onion",
-        args.cluster
-    )))
+    let (rest, tor) = match (
+        args.cluster.strip_prefix("tor://"),
+        args.cluster.strip_prefix("tcp://"),
+    ) {
+        (Some(rest), _) => (rest, true),
+        (None, Some(rest)) => (rest, false),
+        (None, None) => {
+            return Err(UsageError(format!(
+                "--cluster {:?}: expected local[N], tor://BULLETIN.onion[,REPLICA.onion…] or tcp://HOST:PORT[,HOST:PORT…]",
+                args.cluster
+            )));
+        }
+    };
+    let bulletins =
+        network::bulletin_addresses(rest).map_err(|e| UsageError(format!("--cluster: {e}")))?;
+    if let Some(wrong) = bulletins.iter().find(|b| b.is_onion() != tor) {
+        return Err(UsageError(format!(
+            "--cluster {}: {wrong} is {} address",
+            args.cluster,
+            if tor {
+                "not an onion"
+            } else {
+                "an onion address, not a TCP"
+            }
+        )));
+    }
+    // A pipeline's parallelism_spec stands in for --workers.
+    let parallelism = match &args.pachyderm {
+        Some(spec) => {
+            crate::pachyderm::read_spec(spec)
+                .map_err(|e| UsageError(format!("--pachyderm: {e:#}")))?
+                .parallelism
+        }
+        None => None,
+    };
+    let workers = args
+        .workers
+        .or(parallelism)
+        .ok_or_else(|| UsageError("a tor:// or tcp:// cluster needs --workers N".into()))?;
+    if workers == 0 || workers > 10_000 {
+        return Err(UsageError("--workers must be between 1 and 10000".into()));
+    }
+    Ok(Target::Remote {
+        bulletins,
+        workers,
+        tor,
+    })
 }
 
 /// Parses `30s`, `10m`, `2h` or plain seconds.
@@ -97,14 +134,17 @@ fn parse_duration(text: &str) -> Option<Duration> {
     Some(Duration::from_secs(secs))
 }
 
-/// A cluster over Tor: the owner's own Tor client, and a data layer, either
-/// the one named by --datalayer or one in this process (published as an onion
-/// service for the workers, reached in memory by the owner).
-async fn tor_cluster(
+/// A cluster over Tor (or loopback TCP): the owner's own Tor client, and a
+/// data layer, either the one named by --datalayer or one in this process
+/// (published as an onion service for the workers, reached in memory by the
+/// owner).
+async fn remote_cluster(
     args: &SubmitArgs,
-    bulletin: Address,
+    bulletins: Vec<Address>,
     workers: u32,
+    tor: bool,
     state: &Path,
+    start: &mut JobStart,
 ) -> Result<(Cluster, Vec<Server>)> {
     let wait = parse_duration(&args.wait).ok_or_else(|| {
         UsageError(format!(
@@ -116,7 +156,11 @@ async fn tor_cluster(
     if min_workers == 0 || min_workers > workers {
         return Err(UsageError("--min-workers must be between 1 and --workers".into()).into());
     }
-    let tor: Arc<dyn Transport> = Arc::new(network::tor(args.tor_config.as_deref(), state).await?);
+    let transport: Arc<dyn Transport> = if tor {
+        Arc::new(network::tor(args.tor_config.as_deref(), state).await?)
+    } else {
+        Arc::new(TcpTransport::new())
+    };
     let mut servers = Vec::new();
     let (datalayer, datalayer_for_workers, data_transport, secret) =
         match (&args.datalayer, &args.datalayer_secret) {
@@ -126,30 +170,50 @@ async fn tor_cluster(
                 let secret = TokenSecret::load(secret_file).with_context(|| {
                     format!("reading --datalayer-secret {}", secret_file.display())
                 })?;
-                (address.clone(), address, tor.clone(), secret)
+                (address.clone(), address, transport.clone(), secret)
             }
             _ => {
-                let secret = TokenSecret::random();
+                // Kept in the state folder: workers of a resumed job still
+                // hold tokens it signed.
+                let secret_path = state.join("datalayer.secret");
+                let secret = TokenSecret::load_or_create(&secret_path).with_context(|| {
+                    format!("the data layer's secret {}", secret_path.display())
+                })?;
                 let store = Arc::new(DirStore::open(&state.join("datalayer"))?);
                 let service = Arc::new(DataLayer::new(
                     store,
                     secret.clone(),
                     DataLayerConfig::default(),
                 ));
-                eprintln!("publishing this job's data layer as an onion service…");
-                let onion = Server::spawn(
-                    tor.publish(&ServiceSpec::new("datalayer")).await?,
-                    service.clone(),
-                    ServerConfig::default(),
-                );
+                if tor {
+                    eprintln!("publishing this job's data layer as an onion service…");
+                }
+                let spec = ServiceSpec {
+                    port: start.port("datalayer"),
+                    ..ServiceSpec::new("datalayer")
+                };
+                let listener = transport.publish(&spec).await.with_context(|| {
+                    format!(
+                        "publishing the job's data layer (port {} before)",
+                        spec.port
+                    )
+                })?;
+                let public =
+                    Server::spawn(listener, service.clone(), crate::owner::worker_facing());
+                if !tor {
+                    start
+                        .manifest
+                        .ports
+                        .insert("datalayer".into(), public.address().port());
+                }
                 let memory: Arc<dyn Transport> = Arc::new(MemoryTransport::new());
                 let local = Server::spawn(
                     memory.publish(&ServiceSpec::new("datalayer")).await?,
                     service,
                     ServerConfig::default(),
                 );
-                let addresses = (local.address().clone(), onion.address().clone());
-                servers.push(onion);
+                let addresses = (local.address().clone(), public.address().clone());
+                servers.push(public);
                 servers.push(local);
                 (addresses.0, addresses.1, memory, secret)
             }
@@ -166,10 +230,45 @@ async fn tor_cluster(
         }
         None => None,
     };
+    let owner_key = match &args.owner_key {
+        Some(path) => Some(Arc::new(Identity::load_or_create(path).with_context(
+            || format!("--owner-key: the owner key {}", path.display()),
+        )?)),
+        None => None,
+    };
+    let arbiters = args
+        .arbiters
+        .iter()
+        .map(|text| {
+            PublicKey::parse(text).map_err(|e| {
+                UsageError(format!(
+                    "--arbiter {text:?}: {e}; give the pseudonym `tormr worker` printed"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if arbiters.len() > Requirements::MAX_ARBITERS {
+        return Err(UsageError(format!(
+            "at most {} --arbiter workers",
+            Requirements::MAX_ARBITERS
+        ))
+        .into());
+    }
+    if !arbiters.is_empty() {
+        let key = owner.as_ref().or(owner_key.as_ref()).map(|k| k.public());
+        eprintln!(
+            "{} arbiter(s) of yours settle disputes; they must run with --trusted-by {}",
+            arbiters.len(),
+            key.map_or_else(
+                || format!("the key in {}", state.join("owner/owner.key").display()),
+                |k| k.to_text()
+            )
+        );
+    }
     let cluster = Cluster {
         owner,
-        transport: tor,
-        bulletin,
+        transport,
+        bulletins,
         datalayer,
         datalayer_for_workers,
         secret,
@@ -178,12 +277,14 @@ async fn tor_cluster(
         wait,
         lanes: DATA_LANES,
         data_transport,
-        trusted_workers: Default::default(),
+        trusted_workers: arbiters.iter().copied().collect(),
+        owner_key,
+        arbiters,
     };
     Ok((cluster, servers))
 }
 
-async fn submit(args: SubmitArgs) -> Result<()> {
+async fn submit(args: SubmitArgs, argv: Vec<String>, start: Option<JobStart>) -> Result<()> {
     let target = target(&args)?;
     tormr_jobmaster::output::check_output_free(&args.output)?;
     for input in &args.inputs {
@@ -207,6 +308,25 @@ async fn submit(args: SubmitArgs) -> Result<()> {
             temp
         }
     };
+    let mut start = match start {
+        Some(start) => start,
+        None => JobStart::new(&state, argv)?,
+    };
+    if start.resuming {
+        eprintln!(
+            "resuming job {} from {}",
+            start.manifest.job,
+            state.display()
+        );
+    } else {
+        eprintln!(
+            "job {}: state in {} (if this process dies, `tormr job resume --state {}` continues the job)",
+            start.manifest.job,
+            state.display(),
+            state.display()
+        );
+    }
+    start.save()?;
     // Everything wrong with a job definition is the owner's to fix.
     let mut def =
         jobdef::build(&args, &state.join("unpacked")).map_err(|e| UsageError(format!("{e:#}")))?;
@@ -217,7 +337,7 @@ async fn submit(args: SubmitArgs) -> Result<()> {
         .or_else(|| def.pipeline.as_ref().map(|p| p.image.clone()));
     if let Some(name) = &image_name {
         // Local workers share the owner's engine; workers over Tor get a copy.
-        let ship = matches!(target, Target::Tor { .. });
+        let ship = matches!(target, Target::Remote { .. });
         let (image, archive) = image::prepare(name, ship, &state.join("image"), &ui).await?;
         def.spec.image = Some(image);
         def.image = archive;
@@ -233,8 +353,13 @@ async fn submit(args: SubmitArgs) -> Result<()> {
             .await?;
             (None, Some(local), Vec::new())
         }
-        Target::Tor { bulletin, workers } => {
-            let (cluster, servers) = tor_cluster(&args, bulletin, workers, &state).await?;
+        Target::Remote {
+            bulletins,
+            workers,
+            tor,
+        } => {
+            let (cluster, servers) =
+                remote_cluster(&args, bulletins, workers, tor, &state, &mut start).await?;
             (Some(cluster), None, servers)
         }
     };
@@ -270,9 +395,9 @@ async fn submit(args: SubmitArgs) -> Result<()> {
         def,
         &inputs,
         &job_output,
-        &state.join("owner"),
         &ui,
         interrupt.clone(),
+        &mut start,
     )
     .await;
     signals.abort();
@@ -286,6 +411,8 @@ async fn submit(args: SubmitArgs) -> Result<()> {
         s.shutdown(Duration::from_secs(2)).await;
     }
     let summary = result?;
+    // The job ended (done, failed or interrupted): nothing is left to resume.
+    start.finish();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     }

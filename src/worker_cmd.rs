@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 use tormr_bulletin::BulletinClient;
 use tormr_core::identity::{Identity, PublicKey};
 use tormr_core::spec::streaming::parse_size;
+use tormr_net::Transport;
 use tormr_net::tcp::TcpTransport;
-use tormr_net::{Address, HttpClient, Transport};
 use tormr_worker::executor::Executor;
 use tormr_worker::executor::docker::Limits;
 use tormr_worker::executor::process::ProcessExecutor;
@@ -18,8 +18,8 @@ use tormr_worker::sandbox::Sandbox;
 use tormr_worker::{Volunteer, WorkerConfig};
 
 pub async fn run(args: WorkerArgs) -> Result<()> {
-    let bulletin =
-        Address::parse(&args.bulletin).map_err(|e| UsageError(format!("--bulletin: {e}")))?;
+    let bulletins = crate::network::bulletin_addresses(&args.bulletin)
+        .map_err(|e| UsageError(format!("--bulletin: {e}")))?;
     let memory = parse_size(&args.memory)
         .filter(|m| *m >= 64 << 20)
         .ok_or_else(|| {
@@ -60,7 +60,7 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
     }
     let state = state_dir(&args.state)?;
     let identity = Arc::new(Identity::load_or_create(&state.join("identity.key"))?);
-    let transport: Arc<dyn Transport> = if bulletin.is_onion() || args.tor_config.is_some() {
+    let transport: Arc<dyn Transport> = if bulletins[0].is_onion() || args.tor_config.is_some() {
         Arc::new(tor(args.tor_config.as_deref(), &state).await?)
     } else {
         Arc::new(TcpTransport::new())
@@ -71,6 +71,7 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
     // Half the memory for sort buffers, shared by the task slots.
     config.sort_buffer_cap = (memory / 2 / u64::from(args.cores)).clamp(16 << 20, 1 << 30);
     config.once = args.once;
+    config.misbehaviour = args.fault;
     config.trusted_by = trusted_by;
     let limits = Limits {
         memory_bytes: task_memory,
@@ -97,6 +98,7 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
     let unsandboxed: Option<Arc<dyn Executor>> = args
         .allow_unsandboxed_jobs
         .then(|| Arc::new(ProcessExecutor) as Arc<dyn Executor>);
+    eprintln!("pseudonym {}", identity.public().to_text());
     eprintln!(
         "worker {} offering {} core(s) and {} MiB; job code runs {}",
         identity.public().short(),
@@ -118,7 +120,8 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
     let volunteer = Volunteer {
         config,
         identity,
-        bulletin: BulletinClient::new(HttpClient::new(transport.clone(), bulletin)),
+        bulletin: BulletinClient::for_replicas(transport.clone(), &bulletins)
+            .context("--bulletin names no board")?,
         transport,
         sandbox,
         unsandboxed,

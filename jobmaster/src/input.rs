@@ -225,11 +225,24 @@ pub fn seal_slice(
 
 /// Seals and uploads every slice, `parallel` at a time, adding each to the
 /// job master as soon as it is stored. `progress` sees plaintext bytes done.
+/// Which slices an upload still has to send, and under which names.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UploadPlan {
+    /// Slices before this one are already uploaded and recorded.
+    pub first: u32,
+    /// How many times the job was resumed: a resumed upload names its
+    /// buckets apart, since a crashed run may have stored a bucket under the
+    /// old name with a key nobody kept (stored buckets never change).
+    pub epoch: u32,
+}
+
+#[allow(clippy::too_many_arguments)]
 pub async fn upload_inputs(
     jm: &Arc<JobMaster>,
     data: &DataClient,
     files: Arc<Vec<InputFile>>,
     slices: Vec<Slice>,
+    plan: UploadPlan,
     staging: &Path,
     parallel: usize,
     progress: Progress,
@@ -239,10 +252,10 @@ pub async fn upload_inputs(
     // Buckets become map tasks in slice order, whatever order their uploads
     // finish in, so task i always reads slice i and map-only output is
     // reproducible.
-    let (next, _) = tokio::sync::watch::channel(0u32);
+    let (next, _) = tokio::sync::watch::channel(plan.first);
     let next = Arc::new(next);
     let mut running = tokio::task::JoinSet::new();
-    for (i, slice) in slices.into_iter().enumerate() {
+    for (i, slice) in slices.into_iter().enumerate().skip(plan.first as usize) {
         let permit = slots
             .clone()
             .acquire_owned()
@@ -256,7 +269,10 @@ pub async fn upload_inputs(
         let progress = progress.clone();
         running.spawn(async move {
             let _permit = permit;
-            let bucket = BucketId::input(i as u32);
+            let bucket = match plan.epoch {
+                0 => BucketId::input(i as u32),
+                epoch => BucketId::input_resumed(i as u32, epoch),
+            };
             let job = jm.job().clone();
             let level = jm.spec().limits.compression_level;
             let (b, s) = (bucket.clone(), staged.clone());

@@ -35,4 +35,4 @@ pub mod status_page;
 pub mod trust;
 pub mod verify;
 
-pub use master::{ImageArchive, JobMaster, JobMasterConfig};
+pub use master::{ImageArchive, JobMaster, JobMasterConfig, ResumeError, Resumed};

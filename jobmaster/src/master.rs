@@ -2,7 +2,7 @@
 //! and what the worker-facing and owner-facing APIs call.
 
 use crate::clock::Clock;
-use crate::records::{BucketRef, ClusterRecord, JobRecord, Records};
+use crate::records::{BucketRef, ClusterRecord, JobRecord, Records, SessionRecord};
 use crate::scheduler::{
     Assignment, Leased, Rejected, Scheduler, SchedulerConfig, Standing, TrustEvent, WorkerId,
 };
@@ -70,6 +70,10 @@ struct Sessions {
     workers: BTreeMap<WorkerId, Session>,
     /// Workers that have been answered "the job is done".
     told_done: std::collections::BTreeSet<WorkerId>,
+    /// Sessions of a crashed run, with their standing: each worker rejoins
+    /// the scheduler when it next calls (one that never does was never
+    /// waited for).
+    returning: HashMap<WorkerId, Standing>,
 }
 
 /// An image archive on the owner's disk and its chunk list (`spec.image`).
@@ -112,6 +116,38 @@ fn banned() -> ApiError {
     )
 }
 
+/// Attempt numbers each run of a job master may use before the next run's
+/// begin (a task's attempts are capped far below this).
+const ATTEMPTS_PER_RUN: u32 = 1000;
+
+/// What a resumed job master found in its store.
+#[derive(Debug, Clone)]
+pub struct Resumed {
+    /// The board and request the crashed run was matched through.
+    pub earlier_cluster: Option<ClusterRecord>,
+    /// How many times the job has now been resumed.
+    pub resumes: u32,
+    pub inputs: u32,
+    pub input_closed: bool,
+    pub tasks_done: u32,
+    pub sessions: u32,
+}
+
+/// Why a job cannot be resumed.
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    #[error(
+        "the job store holds no job {0}: check that --state names the folder the job was submitted with"
+    )]
+    NoJob(JobId),
+    #[error(
+        "the job definition changed since job {0} was submitted (a flag, a shipped file or the image differs): put it back as it was, or submit a new job"
+    )]
+    SpecChanged(JobId),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 fn store_error(e: StoreError) -> ApiError {
     ApiError::internal("the job store", e)
 }
@@ -128,8 +164,85 @@ impl JobMaster {
             })
             .await?;
         let scheduler = Scheduler::new(&config.spec, config.scheduler.clone());
+        Ok(Arc::new(Self::assemble(config, records, scheduler)))
+    }
+
+    /// Brings back a job master from its store after a crash: input buckets
+    /// and their keys, finished tasks (not redone), the cluster it was matched
+    /// through and the workers' sessions (so workers still retrying carry on
+    /// without a new ticket). What was leased is simply not there: it is
+    /// queued again.
+    pub async fn resume(mut config: JobMasterConfig) -> Result<(Arc<Self>, Resumed), ResumeError> {
+        let records = Records::new(config.store.clone(), &config.job);
+        let job = records
+            .job()
+            .await?
+            .ok_or_else(|| ResumeError::NoJob(config.job.clone()))?;
+        if job.spec != config.spec {
+            return Err(ResumeError::SpecChanged(config.job.clone()));
+        }
+        let resumes = records.resumes().await? + 1;
+        records.put_resumes(resumes).await?;
+        config.scheduler.attempt_base = resumes.saturating_mul(ATTEMPTS_PER_RUN);
+        let mut scheduler = Scheduler::new(&config.spec, config.scheduler.clone());
+        let inputs = records.inputs().await?;
+        for input in &inputs {
+            scheduler.add_input(input.clone());
+        }
+        let input_closed = records.input_closed().await?.is_some();
+        if input_closed {
+            scheduler.close_input();
+        }
+        let tasks = records.tasks().await?;
+        for (task, result) in &tasks {
+            scheduler.restore(*task, result.clone());
+        }
+        let sessions = records.sessions().await?;
+        let cluster = records.cluster().await?;
+        let jm = Self::assemble(config, records, scheduler);
+        jm.restore_sessions(&sessions).await?;
+        // Not put back: the owner posts a fresh request and records it with
+        // this one among its `earlier` requests; until then new workers are
+        // told to wait rather than have their tickets checked.
+        let resumed = Resumed {
+            earlier_cluster: cluster,
+            resumes,
+            inputs: inputs.len() as u32,
+            input_closed,
+            tasks_done: tasks.len() as u32,
+            sessions: sessions.len() as u32,
+        };
+        Ok((Arc::new(jm), resumed))
+    }
+
+    /// Puts the stored sessions back, each worker to rejoin with the standing
+    /// the trust book gives it now.
+    async fn restore_sessions(&self, stored: &[(String, SessionRecord)]) -> Result<(), StoreError> {
+        for (token, session) in stored {
+            let record = self.trust.get(&session.pseudonym).await?;
+            if record.banned.is_some() {
+                continue;
+            }
+            let standing = Standing {
+                trust: record.trust(&self.spec.limits.verify),
+                trusted: self.trusted_workers.contains(&session.pseudonym),
+            };
+            let mut sessions = self.sessions();
+            sessions.by_token.insert(token.clone(), session.worker);
+            sessions.workers.insert(
+                session.worker,
+                Session {
+                    pseudonym: session.pseudonym,
+                },
+            );
+            sessions.returning.insert(session.worker, standing);
+        }
+        Ok(())
+    }
+
+    fn assemble(config: JobMasterConfig, records: Records, scheduler: Scheduler) -> Self {
         let (version, _) = watch::channel(0);
-        Ok(Arc::new(JobMaster {
+        JobMaster {
             job: config.job,
             spec: config.spec,
             identity: config.identity,
@@ -156,7 +269,7 @@ impl JobMaster {
             cluster: Mutex::new(None),
             matched_after: Mutex::new(None),
             version,
-        }))
+        }
     }
 
     pub fn job(&self) -> &JobId {
@@ -195,6 +308,13 @@ impl JobMaster {
         *self.cluster.lock().unwrap_or_else(|p| p.into_inner()) = Some(record);
         self.bump();
         Ok(())
+    }
+
+    /// Whether any worker is in the job and not dropped.
+    pub fn has_live_workers(&self) -> bool {
+        let ids: Vec<WorkerId> = self.sessions().workers.keys().copied().collect();
+        let sched = self.sched();
+        ids.iter().any(|w| sched.is_alive(*w))
     }
 
     /// Records when the cluster was matched (for the owner's summary).
@@ -352,6 +472,11 @@ impl JobMaster {
                     }
                 };
                 if changed {
+                    if let Err(e) = this.persist_settled().await {
+                        tracing::warn!(
+                            "could not store settled tasks (a resumed job would redo them): {e}"
+                        );
+                    }
                     this.bump();
                 }
             }
@@ -359,13 +484,23 @@ impl JobMaster {
     }
 
     fn session(&self, token: &str) -> Result<WorkerId, ApiError> {
-        self.sessions().by_token.get(token).copied().ok_or_else(|| {
-            ApiError::new(
-                http::StatusCode::UNAUTHORIZED,
-                codes::SESSION,
-                "unknown session: join the job again with a fresh ticket from the bulletin",
-            )
-        })
+        let (worker, returning) = {
+            let mut sessions = self.sessions();
+            let worker = sessions.by_token.get(token).copied().ok_or_else(|| {
+                ApiError::new(
+                    http::StatusCode::UNAUTHORIZED,
+                    codes::SESSION,
+                    "unknown session: join the job again with a fresh ticket from the bulletin",
+                )
+            })?;
+            (worker, sessions.returning.remove(&worker))
+        };
+        if let Some(standing) = returning {
+            tracing::info!("worker #{worker} is back after the job master's restart");
+            self.sched().join_as(worker, self.clock.now_ms(), standing);
+            self.bump();
+        }
+        Ok(worker)
     }
 
     /// Redeems a join ticket.
@@ -383,7 +518,7 @@ impl JobMaster {
             .open_by(&cluster.board)
             .map_err(|e| ApiError::forbidden(format!("ticket refused: {e}")))?;
         let now = tormr_core::unix_now();
-        if ticket.job_key != self.public_key() || ticket.request != cluster.request {
+        if ticket.job_key != self.public_key() || !cluster.admits(&ticket.request) {
             return Err(ApiError::forbidden("ticket refused: it is for another job"));
         }
         if ticket.expires_at < now {
@@ -428,7 +563,8 @@ impl JobMaster {
         let token = b64(&tormr_core::random::bytes::<32>());
         let worker = {
             let mut sessions = self.sessions();
-            let worker = sessions.workers.len() as WorkerId;
+            // Numbers continue past a resumed run's workers.
+            let worker = sessions.workers.keys().next_back().map_or(0, |w| w + 1);
             sessions.by_token.insert(token.clone(), worker);
             sessions.workers.insert(
                 worker,
@@ -438,6 +574,16 @@ impl JobMaster {
             );
             worker
         };
+        self.records
+            .put_session(
+                &token,
+                &SessionRecord {
+                    worker,
+                    pseudonym: ticket.worker,
+                },
+            )
+            .await
+            .map_err(store_error)?;
         self.sched().join_as(worker, self.clock.now_ms(), standing);
         tracing::info!(
             "worker {} joined job {} as #{worker}",
@@ -677,7 +823,7 @@ impl JobMaster {
         self.record_verdicts().await?;
         let answer = match result {
             Ok(()) => {
-                self.persist_task(&report).await?;
+                self.persist_settled().await.map_err(store_error)?;
                 ReportAnswer {
                     accepted: true,
                     note: String::new(),
@@ -742,14 +888,19 @@ impl JobMaster {
         Ok(())
     }
 
-    /// Stores a task's winning result, so a resumed job does not redo it.
-    async fn persist_task(&self, report: &Report) -> Result<(), ApiError> {
-        let done = self.sched().result_of_task(&report.attempt.task);
-        if let Some(result) = done {
-            self.records
-                .put_task(&report.attempt.task, &result)
-                .await
-                .map_err(store_error)?;
+    /// Stores the tasks whose answers were settled, so a resumed job does
+    /// not redo them.
+    /// A task counts as done in progress only once stored; one that could
+    /// not be stored is tried again on the next change.
+    async fn persist_settled(&self) -> Result<(), StoreError> {
+        let mut settled = self.sched().take_settled().into_iter();
+        while let Some((task, result)) = settled.next() {
+            if let Err(e) = self.records.put_task(&task, &result).await {
+                let left = std::iter::once(task).chain(settled.map(|(t, _)| t));
+                self.sched().store_again(left);
+                return Err(e);
+            }
+            self.sched().stored(task);
         }
         Ok(())
     }

@@ -59,6 +59,31 @@ pub struct JobRecord {
 pub struct ClusterRecord {
     pub board: PublicKey,
     pub request: RequestId,
+    /// Requests of earlier runs of a resumed job: still on the board until
+    /// the job ends (their workers ask it whether the job stands), so tickets
+    /// they hand out are honoured too.
+    #[serde(default)]
+    pub earlier: Vec<RequestId>,
+}
+
+impl ClusterRecord {
+    /// Whether a ticket for `request` admits a worker to this job.
+    pub fn admits(&self, request: &RequestId) -> bool {
+        &self.request == request || self.earlier.contains(request)
+    }
+
+    /// Every request of this job on the board, the current one first.
+    pub fn all_requests(&self) -> impl Iterator<Item = &RequestId> {
+        std::iter::once(&self.request).chain(&self.earlier)
+    }
+}
+
+/// A worker's session, kept so that a resumed job master recognises the
+/// workers that were in the job and they carry on without a new ticket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub worker: u32,
+    pub pseudonym: PublicKey,
 }
 
 /// Typed access to one job's records.
@@ -173,6 +198,43 @@ impl Records {
                     .require_absent(key),
             )
             .await
+    }
+
+    /// Keeps a session under its token (the owner's own store: the token is
+    /// a bearer secret, as the store's bucket keys are).
+    pub async fn put_session(
+        &self,
+        token: &str,
+        session: &SessionRecord,
+    ) -> Result<(), StoreError> {
+        self.store
+            .put_json(&self.key(&format!("session/{token}")), session)
+            .await
+    }
+
+    /// Every session by token.
+    pub async fn sessions(&self) -> Result<Vec<(String, SessionRecord)>, StoreError> {
+        let prefix = self.key("session/");
+        Ok(self
+            .store
+            .scan_json(&prefix)
+            .await?
+            .into_iter()
+            .map(|(k, v)| (k.strip_prefix(&prefix).unwrap_or(&k).to_owned(), v))
+            .collect())
+    }
+
+    /// How many times the job was resumed.
+    pub async fn resumes(&self) -> Result<u32, StoreError> {
+        Ok(self
+            .store
+            .get_json(&self.key("resumes"))
+            .await?
+            .unwrap_or(0))
+    }
+
+    pub async fn put_resumes(&self, n: u32) -> Result<(), StoreError> {
+        self.store.put_json(&self.key("resumes"), &n).await
     }
 
     pub async fn delete_all(&self) -> Result<(), StoreError> {

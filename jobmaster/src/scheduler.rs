@@ -34,6 +34,11 @@ pub struct SchedulerConfig {
     pub speculate_after_ms: u64,
     /// Seed of the replication draws; random when `None`.
     pub seed: Option<u64>,
+    /// Added to attempt numbers: a resumed job master numbers its attempts
+    /// apart from the crashed one's, so an output bucket (named after its
+    /// attempt) that a worker of the old run may still be writing is never
+    /// one the new run hands out.
+    pub attempt_base: u32,
 }
 
 impl Default for SchedulerConfig {
@@ -44,6 +49,7 @@ impl Default for SchedulerConfig {
             speculate_factor: 2,
             speculate_after_ms: 10_000,
             seed: None,
+            attempt_base: 0,
         }
     }
 }
@@ -296,6 +302,12 @@ pub struct Scheduler {
     /// Tasks whose stored results are void (a banned worker's answers and
     /// whatever was computed from them).
     forgotten: Vec<TaskId>,
+    /// Tasks whose answer was settled since the last call, to be stored.
+    settled: Vec<TaskId>,
+    /// Settled tasks not yet in the store. Progress does not count them as
+    /// done: an owner who sees a task done and kills the job master must
+    /// find it done on resume.
+    unstored: BTreeSet<TaskId>,
 }
 
 impl Scheduler {
@@ -326,6 +338,8 @@ impl Scheduler {
             ),
             events: Vec::new(),
             forgotten: Vec::new(),
+            settled: Vec::new(),
+            unstored: BTreeSet::new(),
             config,
         }
     }
@@ -419,6 +433,26 @@ impl Scheduler {
     /// Tasks whose stored results became void since the last call.
     pub fn take_forgotten(&mut self) -> Vec<TaskId> {
         std::mem::take(&mut self.forgotten)
+    }
+
+    /// Tasks whose answers were settled since the last call, with the answers
+    /// (by a report, by agreement, or by `tick` when no check was possible).
+    /// They count as done once `stored` says so.
+    pub fn take_settled(&mut self) -> Vec<(TaskId, TaskResult)> {
+        let ids = std::mem::take(&mut self.settled);
+        ids.into_iter()
+            .filter_map(|id| Some((id, self.task_mut(id)?.result.clone()?)))
+            .collect()
+    }
+
+    /// A settled task's answer is in the store.
+    pub fn stored(&mut self, id: TaskId) {
+        self.unstored.remove(&id);
+    }
+
+    /// Settled tasks whose storing failed, to be tried again.
+    pub fn store_again(&mut self, ids: impl IntoIterator<Item = TaskId>) {
+        self.settled.extend(ids);
     }
 
     fn trusted(&self, worker: WorkerId) -> bool {
@@ -579,7 +613,7 @@ impl Scheduler {
         let (inputs, partitions, attempt_id) = {
             let step = &self.steps[step_no];
             let task = &step.tasks(phase)[index];
-            let n = task.attempts.len() as u32 + 1;
+            let n = self.config.attempt_base + task.attempts.len() as u32 + 1;
             let parts = if phase == Phase::Map && !step.map_only() {
                 step.reduces
             } else {
@@ -872,6 +906,8 @@ impl Scheduler {
             }
         }
         self.counters.merge(&counters);
+        self.settled.push(id);
+        self.unstored.insert(id);
     }
 
     /// Bans a worker whose answer lost a dispute: its running attempts are
@@ -1286,7 +1322,10 @@ impl Scheduler {
                     step: i as u32,
                     kind: Some(kind),
                     total: tasks.len() as u32,
-                    done: tasks.iter().filter(|t| t.result.is_some()).count() as u32,
+                    done: tasks
+                        .iter()
+                        .filter(|t| t.result.is_some() && !self.unstored.contains(&t.id))
+                        .count() as u32,
                     running: tasks
                         .iter()
                         .filter(|t| t.result.is_none() && t.running().next().is_some())
@@ -1532,6 +1571,60 @@ mod tests {
     }
 
     #[test]
+    fn a_resumed_scheduler_skips_restored_tasks_and_numbers_attempts_apart() {
+        // The first run: one map of two settles (and is handed out to be
+        // stored), the other is leased when the job master dies.
+        let owner = Standing {
+            trust: 1.0,
+            trusted: true,
+        };
+        let mut first = Scheduler::new(&spec(&[0], None), SchedulerConfig::default());
+        first.join_as(0, 0, owner);
+        first.add_input(input(0));
+        first.add_input(input(1));
+        first.close_input();
+        let done = take(&mut first, 0, 1).unwrap();
+        first
+            .succeed(0, &done.attempt, &written(&done), &Counters::default(), 5)
+            .unwrap();
+        let lost = take(&mut first, 0, 2).unwrap();
+        let settled = first.take_settled();
+        assert_eq!(settled.len(), 1);
+        assert!(first.take_settled().is_empty(), "handed out once");
+        assert_eq!(first.phases()[0].done, 0, "not done until stored");
+        first.stored(settled[0].0);
+        assert_eq!(first.phases()[0].done, 1, "done once stored");
+
+        // The resumed run: restored inputs and the settled task.
+        let mut again = Scheduler::new(
+            &spec(&[0], None),
+            SchedulerConfig {
+                attempt_base: 1000,
+                ..SchedulerConfig::default()
+            },
+        );
+        again.add_input(input(0));
+        again.add_input(input(1));
+        again.close_input();
+        for (task, result) in settled {
+            again.restore(task, result);
+        }
+        again.join_as(0, 0, owner);
+        let redo = take(&mut again, 0, 3).unwrap();
+        assert_eq!(
+            redo.attempt.task, lost.attempt.task,
+            "only the lost task runs"
+        );
+        assert_eq!(redo.attempt.attempt, 1001);
+        assert_ne!(redo.outputs[0].bucket, lost.outputs[0].bucket);
+        again
+            .succeed(0, &redo.attempt, &written(&redo), &Counters::default(), 5)
+            .unwrap();
+        assert_eq!(*again.state(), JobState::Succeeded);
+        assert_eq!(again.tally().launched, 1);
+    }
+
+    #[test]
     fn a_newcomers_answers_are_recomputed_elsewhere_and_agreement_earns_trust() {
         let mut s = verifying(&[0], Default::default());
         s.join(0, 0);
@@ -1693,6 +1786,10 @@ mod tests {
             forgotten.contains(&m0.attempt.task),
             "the liar's unchecked map is void: {forgotten:?}"
         );
+        assert_eq!(s.phases()[0].done, 0, "nothing is stored yet");
+        for (task, _) in s.take_settled() {
+            s.stored(task);
+        }
         assert_eq!(s.phases()[0].done, 1, "the job stepped back to the maps");
         // Finish the job with the honest workers.
         let mut now = 5;

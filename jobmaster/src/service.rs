@@ -13,6 +13,11 @@ use tormr_core::wire::job::{Heartbeat, Join, Lease, Report};
 use tormr_net::body::{self, Body, BodyError, read_json};
 use tormr_net::{ApiError, Handler};
 
+/// Connections the job master's worker API (and the owner's in-process data
+/// layer) accept at once: each worker holds one for its long-poll, and a
+/// worker beyond the limit would wait unserved in the accept queue.
+pub const WORKER_CONNECTIONS: usize = 8192;
+
 /// Largest control message (a report lists one bucket per partition).
 const MAX_BODY: u64 = 4 << 20;
 

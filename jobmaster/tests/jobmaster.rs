@@ -17,7 +17,7 @@ use tormr_core::wire::job::{Join, JoinProof, Lease, LeaseAnswer};
 use tormr_datalayer::client::no_progress;
 use tormr_datalayer::{DataClient, DataLayer, DataLayerConfig, DirStore};
 use tormr_jobmaster::clock::SystemClock;
-use tormr_jobmaster::input::{list_inputs, plan_slices, upload_inputs};
+use tormr_jobmaster::input::{UploadPlan, list_inputs, plan_slices, upload_inputs};
 use tormr_jobmaster::records::ClusterRecord;
 use tormr_jobmaster::scheduler::SchedulerConfig;
 use tormr_jobmaster::service::WorkerApi;
@@ -107,6 +107,7 @@ async fn fixture(cap: Option<u32>) -> Fixture {
     jm.set_cluster(ClusterRecord {
         board: board.public(),
         request: request.clone(),
+        earlier: Vec::new(),
     })
     .await
     .unwrap();
@@ -174,6 +175,7 @@ impl Fixture {
             &self.data,
             files,
             slices,
+            UploadPlan::default(),
             &staging,
             2,
             no_progress(),

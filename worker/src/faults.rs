@@ -1,7 +1,7 @@
 //! Deliberate misbehaviour, for fault-injection tests and drills only: a
 //! worker that lies about its answers, so the job master's verification can
 //! be seen catching it. Off unless a worker is started with it (`tormr
-//! worker --misbehave`, hidden from help, or an injected local worker).
+//! worker --fault`, hidden from help, or an injected local worker).
 
 use crate::task::{TaskDone, TaskEnv};
 use std::io::{self, Read};

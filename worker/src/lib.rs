@@ -39,6 +39,7 @@ pub mod run;
 pub mod sandbox;
 pub mod session;
 pub mod shuffle;
+pub mod standing;
 pub mod stderr;
 pub mod task;
 pub mod volunteer;

@@ -8,6 +8,7 @@
 use crate::config::WorkerConfig;
 use crate::executor::Executor;
 use crate::files::{fetch_all, prepare_workdir};
+use crate::standing::{JobStanding, StandingWatch};
 use crate::task::{TaskEnv, TaskFailed, run_task};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -60,6 +61,8 @@ struct Shared {
     outcome: Mutex<Option<SessionEnd>>,
     /// Attempts this worker finished (for the traffic summary).
     tasks_done: std::sync::atomic::AtomicU32,
+    /// Where to ask whether the job is over when its master stops answering.
+    standing: Option<JobStanding>,
 }
 
 impl Shared {
@@ -93,6 +96,7 @@ pub async fn run_session(
     joined: Joined,
     executor: Arc<dyn Executor>,
     config: WorkerConfig,
+    standing: Option<JobStanding>,
     stop: CancellationToken,
 ) -> SessionEnd {
     let dir = config.state_dir.join("jobs").join(joined.job.as_str());
@@ -105,6 +109,7 @@ pub async fn run_session(
         end: stop.child_token(),
         outcome: Mutex::new(None),
         tasks_done: std::sync::atomic::AtomicU32::new(0),
+        standing,
         config,
         joined,
     });
@@ -176,6 +181,7 @@ async fn drive(shared: Arc<Shared>) -> SessionEnd {
 /// Leases tasks and downloads their inputs; returns how the session ends.
 async fn fetcher(shared: Arc<Shared>, tx: tokio::sync::mpsc::Sender<Ready>) -> Option<SessionEnd> {
     let mut failing_since: Option<Instant> = None;
+    let mut standing = StandingWatch::new(shared.standing.clone());
     // One lease per slot plus one being prefetched, never more.
     let leases = Arc::new(tokio::sync::Semaphore::new(
         shared.config.slots.max(1) as usize + 1,
@@ -202,6 +208,7 @@ async fn fetcher(shared: Arc<Shared>, tx: tokio::sync::mpsc::Sender<Ready>) -> O
         match answer {
             Ok(LeaseAnswer::Task { task }) => {
                 failing_since = None;
+                standing.reset();
                 let cancel = shared.end.child_token();
                 shared
                     .running
@@ -236,7 +243,10 @@ async fn fetcher(shared: Arc<Shared>, tx: tokio::sync::mpsc::Sender<Ready>) -> O
                     }
                 }
             }
-            Ok(LeaseAnswer::Wait) => failing_since = None,
+            Ok(LeaseAnswer::Wait) => {
+                failing_since = None;
+                standing.reset();
+            }
             Ok(LeaseAnswer::Done) => return Some(SessionEnd::JobDone),
             Err(e) if e.code() == Some(codes::BUCKET_CAP) => {
                 // Only input is left and this worker holds its share: wait for other work.
@@ -248,6 +258,12 @@ async fn fetcher(shared: Arc<Shared>, tx: tokio::sync::mpsc::Sender<Ready>) -> O
             }
             Err(e) if e.is_retryable() => {
                 let since = *failing_since.get_or_insert_with(Instant::now);
+                if standing.job_is_over(since).await {
+                    tracing::info!(
+                        "the job master went away and the owner withdrew the job from the bulletin: the job is over"
+                    );
+                    return Some(SessionEnd::JobDone);
+                }
                 if since.elapsed() > Duration::from_secs(300) {
                     return Some(SessionEnd::Lost(format!(
                         "the job master has been unreachable for 5 minutes: {e}"

@@ -7,6 +7,7 @@ use crate::executor::process::ProcessExecutor;
 use crate::images::JobMasterChunks;
 use crate::sandbox::Sandbox;
 use crate::session::{SessionEnd, run_session};
+use crate::standing::JobStanding;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -66,6 +67,10 @@ impl Volunteer {
                 _ = stop.cancelled() => return Ok(()),
                 t = self.wait_for_ticket() => t?,
             };
+            let standing = ticket.open().ok().map(|t| JobStanding {
+                bulletin: self.bulletin.clone(),
+                request: t.request,
+            });
             let end = match self.join(ticket).await {
                 Ok((jm, joined, job_key)) => {
                     tracing::info!("joined job {}", joined.job);
@@ -81,6 +86,7 @@ impl Volunteer {
                                 joined,
                                 executor,
                                 self.config.clone(),
+                                standing,
                                 stop.clone(),
                             )
                             .await

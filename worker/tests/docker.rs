@@ -365,7 +365,22 @@ fn a_memory_hog_is_killed_at_the_memory_limit() {
         b"",
         Duration::from_secs(60),
     );
-    assert_eq!(ran.exit, Exit::OutOfMemory(64 * MIB), "{}", ran.stderr.tail);
+    assert_eq!(
+        ran.exit,
+        Exit::OutOfMemory(64 * MIB),
+        "stderr: {}\n/proc/swaps: {}\nengine limits swap: {}",
+        ran.stderr.tail,
+        std::fs::read_to_string("/proc/swaps").unwrap_or_default(),
+        std::process::Command::new("docker")
+            .args([
+                "info",
+                "--format",
+                "{{.SwapLimit}} cgroup v{{.CgroupVersion}}"
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    );
     assert!(
         ran.exit.describe().contains("64 MiB"),
         "{}",

@@ -120,7 +120,23 @@ pub async fn connect_at(socket: &str) -> Result<Docker, DockerError> {
         .await
         .map_err(|e| no_engine(e.to_string()))?;
     docker.ping().await.map_err(|e| no_engine(e.to_string()))?;
+    warn_on_soft_memory_limit(&docker).await;
     Ok(docker)
+}
+
+/// An engine that cannot limit swap lets a memory hog page out instead of
+/// being killed at its limit; swappiness 0 covers cgroup v1, but the operator
+/// should know.
+async fn warn_on_soft_memory_limit(docker: &Docker) {
+    if let Ok(info) = docker.info().await
+        && info.swap_limit == Some(false)
+    {
+        tracing::warn!(
+            "the Docker engine cannot limit swap: a task over its memory limit may swap \
+                 before it is killed; enable swap accounting (kernel option \
+                 swapaccount=1 or cgroup v2) for a hard limit"
+        );
+    }
 }
 
 /// Checks that the engine has `image` (a name or an id).
@@ -270,8 +286,12 @@ impl DockerExecutor {
                 ),
             )])),
             memory: Some(memory),
-            // Swap equal to memory: no swap at all.
+            // Swap equal to memory: no swap at all. Where the engine cannot
+            // limit swap (cgroup v1 without swap accounting), a swappiness
+            // of 0 still keeps the kernel from swapping the job's memory out
+            // when it reaches its limit: it is killed instead of crawling.
             memory_swap: Some(memory),
+            memory_swappiness: Some(0),
             nano_cpus: Some(i64::try_from(self.limits.nano_cpus).unwrap_or(i64::MAX)),
             pids_limit: Some(i64::try_from(self.limits.pids).unwrap_or(i64::MAX)),
             cap_drop: Some(vec!["ALL".into()]),
