@@ -114,23 +114,9 @@ fn python_streaming_and_mrjob_in_containers_match_the_process_executor() {
     };
 
     // Python Streaming word count.
-    let ex = repo().join("examples/wordcount");
     let streaming = |out: &std::path::Path| {
         let mut cmd = submit(2, &input, out);
-        cmd.args([
-            "-mapper",
-            "python3 mapper.py",
-            "-reducer",
-            "python3 reducer.py",
-            "-numReduceTasks",
-            "2",
-            "-D",
-            "tormr.bucket.bytes=32k",
-        ])
-        .arg("-file")
-        .arg(ex.join("mapper.py"))
-        .arg("-file")
-        .arg(ex.join("reducer.py"));
+        python_wordcount_flags(&mut cmd, 2, "32k");
         cmd
     };
     let docker_out = dir.path().join("py-docker");

@@ -51,6 +51,15 @@ fn malformed_flags_are_usage_errors() {
             vec!["-mapper", "cat", "--bogus-flag"],
             "unexpected argument",
         ),
+        (
+            vec![
+                "-mapper",
+                "cat",
+                "--arbiter",
+                "euNCFcI8gjfOFxlOLAw96tLM4RFTQMw5oLFhzxMArbg",
+            ],
+            "drop --arbiter",
+        ),
     ];
     for (args, expect) in cases {
         let out = submit(1, &input, &dir.path().join("out"))

@@ -6,8 +6,11 @@
 
 mod docker;
 mod errors;
+mod faults;
 mod mrjob;
 mod pachyderm;
+mod replicas;
+mod resume;
 mod util;
 mod verification;
 mod wordcount;

@@ -3,8 +3,9 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 pub fn tormr() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tormr"))
@@ -160,6 +161,28 @@ pub fn submit(workers: u32, input: &Path, output: &Path) -> Command {
     cmd
 }
 
+/// Adds the example Python Streaming word count (mapper, reducer, their
+/// files) with `reduces` reduce tasks and input buckets of `bucket` bytes.
+pub fn python_wordcount_flags<'a>(
+    cmd: &'a mut Command,
+    reduces: u32,
+    bucket: &str,
+) -> &'a mut Command {
+    let ex = repo().join("examples/wordcount");
+    cmd.args([
+        "-mapper",
+        "python3 mapper.py",
+        "-reducer",
+        "python3 reducer.py",
+    ])
+    .args(["-numReduceTasks", &reduces.to_string()])
+    .args(["-D", &format!("tormr.bucket.bytes={bucket}")])
+    .arg("-file")
+    .arg(ex.join("mapper.py"))
+    .arg("-file")
+    .arg(ex.join("reducer.py"))
+}
+
 /// Python with mrjob, which the mrjob tests need (CI installs it).
 pub fn require_mrjob() {
     let ok = Command::new("python3")
@@ -185,4 +208,113 @@ pub fn example_image(script: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A `tormr` process killed when dropped, its stderr in a log file.
+pub struct Spawned {
+    pub child: Child,
+    pub name: String,
+    pub log: PathBuf,
+}
+
+impl Spawned {
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        format!(
+            "--- {} ---\n{}",
+            self.name,
+            lines[lines.len().saturating_sub(25)..].join("\n")
+        )
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `tormr bulletin serve` (on an etcd board if `store` names one) and
+/// returns it with its address.
+pub fn bulletin(dir: &Path, name: &str, store: Option<&str>) -> (Spawned, String) {
+    let mut args = vec!["bulletin", "serve"];
+    if let Some(store) = store {
+        args.extend(["--store", store]);
+    }
+    service(dir, name, &args)
+}
+
+/// Starts `tormr KIND serve` (with `args`) on a free loopback port, its
+/// state in `dir/name`; returns it and the address it printed.
+pub fn service(dir: &Path, name: &str, args: &[&str]) -> (Spawned, String) {
+    let log = dir.join(format!("{name}.log"));
+    let port = tormr_etcd::testing::free_port().unwrap().to_string();
+    let mut child = tormr()
+        .args(args)
+        .arg("--state")
+        .arg(dir.join(name))
+        .args(["--loopback-port", &port])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let proc = Spawned {
+        child,
+        name: name.into(),
+        log,
+    };
+    assert!(
+        !first.trim().is_empty(),
+        "{name} printed no address\n{}",
+        proc.log_tail()
+    );
+    (proc, first.trim().to_owned())
+}
+
+/// Starts a volunteer (`tormr worker --once`) on the given board replicas.
+pub fn worker(dir: &Path, name: &str, bulletins: &str) -> Spawned {
+    worker_with(dir, name, bulletins, &["--once"])
+}
+
+/// Starts a volunteer with more flags (e.g. `--fault cheat:1`).
+pub fn worker_with(dir: &Path, name: &str, bulletins: &str, flags: &[&str]) -> Spawned {
+    let log = dir.join(format!("{name}.log"));
+    let child = tormr()
+        .args(["worker", "--bulletin", bulletins, "--state"])
+        .arg(dir.join(name))
+        .arg("--allow-unsandboxed-jobs")
+        .args(flags)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    Spawned {
+        child,
+        name: name.into(),
+        log,
+    }
+}
+
+/// GETs `path` from a loopback HTTP service and parses the JSON body.
+pub fn http_get_json(address: &str, path: &str) -> Option<serde_json::Value> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(address).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: tormr\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let body = text.split("\r\n\r\n").nth(1)?;
+    serde_json::from_str(body).ok()
 }

@@ -11,26 +11,11 @@ fn wordcount_with_liars(
     input: &std::path::Path,
     output: &std::path::Path,
 ) -> std::process::Command {
-    let ex = repo().join("examples/wordcount");
     let mut cmd = submit(honest, input, output);
     for f in faults {
         cmd.args(["--local-fault", f]);
     }
-    cmd.args([
-        "-mapper",
-        "python3 mapper.py",
-        "-reducer",
-        "python3 reducer.py",
-        "-numReduceTasks",
-        "3",
-        "-D",
-        "tormr.bucket.bytes=16k",
-        "--json",
-    ])
-    .arg("-file")
-    .arg(ex.join("mapper.py"))
-    .arg("-file")
-    .arg(ex.join("reducer.py"));
+    python_wordcount_flags(&mut cmd, 3, "16k").arg("--json");
     for c in conf {
         cmd.args(["-D", c]);
     }

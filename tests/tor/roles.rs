@@ -463,6 +463,7 @@ pub fn tickets_over_tor(net: &Testnet) {
         jm.set_cluster(tormr_jobmaster::records::ClusterRecord {
             board: board.public(),
             request: request.clone(),
+            earlier: Vec::new(),
         })
         .await
         .unwrap();
