@@ -140,6 +140,9 @@ pub struct AttemptSummary {
     /// Tasks recomputed because a banned worker had answered them.
     pub recomputed: u32,
     pub banned: u32,
+    /// Ringers handed to volunteers, and how many they answered wrongly.
+    pub ringer_probes: u32,
+    pub ringers_failed: u32,
 }
 
 fn secs(d: Duration) -> f64 {
@@ -160,6 +163,12 @@ pub async fn run_job(
     let state = &start.owner_dir();
     let started = Instant::now();
     check_output_free(output)?;
+    if def.spec.limits.verify.ringers > 0 && cluster.trusted_workers.is_empty() {
+        return Err(crate::UsageError(
+            "tormr.verify.ringers: ringers are answered first by a worker of your own; name one with --arbiter PSEUDONYM (a `tormr worker --trusted-by YOUR_KEY`), or drop the setting".into(),
+        )
+        .into());
+    }
     let files = Arc::new(list_inputs(inputs)?);
     let input_bytes: u64 = files.iter().map(|f| f.size).sum();
     let bucket_bytes = def.spec.limits.bucket_bytes;
@@ -559,6 +568,8 @@ pub async fn run_job(
             disputes: tally.disputes,
             recomputed: tally.recomputed,
             banned: tally.banned,
+            ringer_probes: tally.ringer_probes,
+            ringers_failed: tally.ringers_failed,
         },
         counters: status.counters,
         timings: Timings {

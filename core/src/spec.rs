@@ -138,6 +138,12 @@ pub struct VerifyPolicy {
     pub trust_after: u32,
     /// `tormr.verify.arbitration`: auto, trusted or majority.
     pub arbitration: Arbitration,
+    /// Ringers (`tormr.verify.ringers`): map tasks the owner's own workers
+    /// answer first; every volunteer is then handed one among its first few
+    /// tasks, looking like any other, and banned at once if its answer
+    /// differs from the owner's. Works with `tormr.verify=off` too.
+    #[serde(default)]
+    pub ringers: u32,
 }
 
 impl Default for VerifyPolicy {
@@ -147,6 +153,7 @@ impl Default for VerifyPolicy {
             p_min_ppm: 50_000,
             trust_after: 10,
             arbitration: Arbitration::Auto,
+            ringers: 0,
         }
     }
 }

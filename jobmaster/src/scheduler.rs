@@ -10,7 +10,7 @@
 //! replay any interleaving exactly; the service wraps it with I/O and a clock.
 
 use crate::records::{BucketRef, TaskResult};
-use crate::verify::{Check, Claim, Draws, Settled, arbiter_must_be_trusted};
+use crate::verify::{Check, Claim, Draws, Settled, arbiter_must_be_trusted, same_answer};
 use std::collections::{BTreeMap, BTreeSet};
 use tormr_core::counters::{Counters, TORMR};
 use tormr_core::ids::{AttemptId, BucketId, TaskId, TaskKind};
@@ -20,6 +20,11 @@ use tormr_core::wire::job::{JobState, PhaseStatus, WrittenBucket};
 
 /// A worker's number within one job.
 pub type WorkerId = u32;
+
+/// A volunteer's ringer comes among its first this many tasks (where
+/// exactly is drawn), so it cannot answer its first task honestly and lie
+/// after.
+const RINGER_WINDOW: f64 = 3.0;
 
 /// Timing policy of a scheduler, in milliseconds.
 #[derive(Debug, Clone)]
@@ -134,6 +139,8 @@ struct Attempt {
     lease_until: u64,
     status: AttemptStatus,
     outputs: Vec<OutputSlot>,
+    /// A volunteer running a ringer whose answer the owner already has.
+    probe: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -151,6 +158,12 @@ struct Task {
     /// Answers being compared before the task counts as done.
     check: Option<Check>,
     last_error: Option<(String, String)>,
+    /// A ringer: answered first by the owner's own worker, then handed to
+    /// volunteers to test them.
+    ringer: bool,
+    /// The owner's own worker answered this ringer: volunteers are tested
+    /// against `result`.
+    known: bool,
 }
 
 impl Task {
@@ -166,6 +179,8 @@ impl Task {
             verified: false,
             check: None,
             last_error: None,
+            ringer: false,
+            known: false,
         }
     }
 
@@ -258,6 +273,9 @@ struct WorkerState {
     cancels: Vec<AttemptId>,
     standing: Standing,
     banned: bool,
+    /// Ordinary tasks left before this volunteer gets its ringer; `None`
+    /// when no ringer is due (the owner's workers, or already tested).
+    ringer_after: Option<u32>,
 }
 
 /// A worker as the owner's status page shows it.
@@ -286,6 +304,10 @@ pub struct AttemptTally {
     /// Tasks recomputed because the worker that answered them was banned.
     pub recomputed: u32,
     pub banned: u32,
+    /// Ringers handed to volunteers (also counted as verification copies).
+    pub ringer_probes: u32,
+    /// Volunteers whose ringer answer differed from the owner's (banned).
+    pub ringers_failed: u32,
 }
 
 pub struct Scheduler {
@@ -368,14 +390,19 @@ impl Scheduler {
             return None;
         }
         let index = step.maps.len() as u32;
-        step.maps.push(Task::new(
+        let mut task = Task::new(
             TaskId {
                 step: 0,
                 kind: TaskKind::Map,
                 index,
             },
             vec![input],
-        ));
+        );
+        // Ringers are wanted early (volunteers are tested as they start),
+        // so each new input is one by a coin toss until there are enough.
+        let ringers = step.maps.iter().filter(|t| t.ringer).count() as u32;
+        task.ringer = ringers < self.limits.verify.ringers && self.draws.uniform() < 0.5;
+        step.maps.push(task);
         Some(index)
     }
 
@@ -411,7 +438,13 @@ impl Scheduler {
     }
 
     pub fn join_as(&mut self, worker: WorkerId, now: u64, standing: Standing) {
+        let first_time = !self.workers.contains_key(&worker);
+        let ringer_after = (first_time && !standing.trusted && self.limits.verify.ringers > 0)
+            .then(|| (self.draws.uniform() * RINGER_WINDOW) as u32);
         let w = self.workers.entry(worker).or_default();
+        if first_time {
+            w.ringer_after = ringer_after;
+        }
         w.alive = true;
         w.last_seen = now;
         w.standing = standing;
@@ -472,6 +505,9 @@ impl Scheduler {
         if !task.is_pending() {
             return false;
         }
+        if task.ringer && !self.trusted(worker) && self.trusted_alive() {
+            return false;
+        }
         match &task.check {
             None => true,
             Some(check) => {
@@ -492,7 +528,8 @@ impl Scheduler {
     /// Gives `worker` something to do.
     pub fn assign(&mut self, worker: WorkerId, now: u64) -> Assignment {
         self.settle_unverifiable();
-        if self.state != JobState::Running {
+        // The service refuses a banned worker first; this is the backstop.
+        if self.state != JobState::Running || self.is_banned(worker) {
             return Assignment::Done;
         }
         if let Some(w) = self.workers.get_mut(&worker) {
@@ -508,9 +545,15 @@ impl Scheduler {
             .get(&worker)
             .map(|w| w.input_buckets.len() as u32)
             .unwrap_or(0);
+        if let Some(leased) = self.ringer_for(worker, now) {
+            return Assignment::Task(Box::new(leased));
+        }
+        let Some(step) = self.steps.get(self.current) else {
+            return Assignment::Done;
+        };
         let mut capped = false;
         let mut chosen = None;
-        for (i, task) in step.tasks(phase).iter().enumerate() {
+        for (i, task) in self.in_ringer_order(step.tasks(phase), worker) {
             if !self.open_for(task, worker) {
                 continue;
             }
@@ -556,6 +599,78 @@ impl Scheduler {
             };
         }
         Assignment::Wait
+    }
+
+    /// The tasks in the order `worker` should consider them: the owner's
+    /// workers answer ringers first; volunteers take one only when nothing
+    /// else is left (and it then stops being a ringer).
+    fn in_ringer_order<'t>(
+        &self,
+        tasks: &'t [Task],
+        worker: WorkerId,
+    ) -> impl Iterator<Item = (usize, &'t Task)> + 't {
+        let first = self.trusted(worker);
+        let tasks = tasks.iter().enumerate();
+        tasks
+            .clone()
+            .filter(move |(_, t)| t.ringer == first)
+            .chain(tasks.filter(move |(_, t)| t.ringer != first))
+    }
+
+    /// A ringer for a volunteer whose test is due, if the owner's answer to
+    /// one is known and the volunteer has not run it.
+    fn ringer_for(&mut self, worker: WorkerId, now: u64) -> Option<Leased> {
+        let w = self.workers.get(&worker)?;
+        if w.ringer_after != Some(0) {
+            return None;
+        }
+        let cap = self.limits.max_buckets_per_worker;
+        let over_cap = |i: usize| {
+            cap.is_some_and(|c| {
+                w.input_buckets.len() as u32 >= c && !w.input_buckets.contains(&(i as u32))
+            })
+        };
+        let known: Vec<usize> = self
+            .steps
+            .first()?
+            .maps
+            .iter()
+            .enumerate()
+            .filter(|(i, t)| {
+                t.known && !over_cap(*i) && t.attempts.iter().all(|a| a.worker != worker)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if known.is_empty() {
+            return None;
+        }
+        let pick =
+            known[((self.draws.uniform() * known.len() as f64) as usize).min(known.len() - 1)];
+        let leased = self.lease_in(0, worker, Phase::Map, pick, false, now);
+        if let Some((task, pos)) = self.find(&leased.attempt) {
+            task.attempts[pos].probe = true;
+        }
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.ringer_after = None;
+        }
+        self.tally.ringer_probes += 1;
+        self.tally.verification_copies += 1;
+        Some(leased)
+    }
+
+    /// A volunteer's answer to a ringer, against the owner's: agreement
+    /// earns trust, a difference is a lie.
+    fn judge_ringer(&mut self, worker: WorkerId, id: TaskId, outputs: &[BucketRef]) {
+        let Some(known) = self.task_mut(id).and_then(|t| t.result.as_ref()) else {
+            return;
+        };
+        if same_answer(&known.outputs, outputs) {
+            self.events.push(TrustEvent::Agreed(worker));
+        } else {
+            self.tally.ringers_failed += 1;
+            tracing::warn!("worker #{worker} answered ringer {id} differently from the owner");
+            self.ban(worker);
+        }
     }
 
     /// A running task worth backing up on an idle `worker`, if any.
@@ -608,7 +723,18 @@ impl Scheduler {
         speculative: bool,
         now: u64,
     ) -> Leased {
-        let step_no = self.current;
+        self.lease_in(self.current, worker, phase, index, speculative, now)
+    }
+
+    fn lease_in(
+        &mut self,
+        step_no: usize,
+        worker: WorkerId,
+        phase: Phase,
+        index: usize,
+        speculative: bool,
+        now: u64,
+    ) -> Leased {
         let lease_ms = self.config.lease_ms;
         let (inputs, partitions, attempt_id) = {
             let step = &self.steps[step_no];
@@ -655,9 +781,13 @@ impl Scheduler {
             lease_until: now + lease_ms,
             status: AttemptStatus::Running,
             outputs: outputs.clone(),
+            probe: false,
         });
         let w = self.workers.entry(worker).or_default();
         w.running.insert(attempt_id);
+        if let Some(n) = w.ringer_after.as_mut() {
+            *n = n.saturating_sub(1);
+        }
         if step_no == 0 && phase == Phase::Map {
             w.input_buckets.insert(index as u32);
         }
@@ -774,6 +904,7 @@ impl Scheduler {
             .map_err(|why| Rejected::BadOutputs(attempt.to_string(), why))?;
         task.attempts[pos].status = AttemptStatus::Succeeded;
         let settled = task.result.is_some();
+        let ringer = task.known && task.attempts[pos].probe;
         if let Some(w) = self.workers.get_mut(&worker) {
             w.running.remove(attempt);
             w.done += 1;
@@ -788,6 +919,8 @@ impl Scheduler {
                 elapsed_ms,
             };
             self.take_claim(attempt.task, claim);
+        } else if ringer {
+            self.judge_ringer(worker, attempt.task, &outputs);
         }
         self.advance();
         Ok(())
@@ -888,6 +1021,9 @@ impl Scheduler {
         };
         task.result_by = Some(claim.worker);
         task.verified = verified;
+        // A ringer answered by a volunteer is no test of volunteers.
+        task.known = task.ringer && claim.trusted;
+        task.ringer = task.known;
         task.check = None;
         task.result = Some(claim.into_result());
         let mut losers = Vec::new();
@@ -1378,6 +1514,8 @@ impl Scheduler {
         c.add(TORMR, "verification disputes", t.disputes as i64);
         c.add(TORMR, "tasks recomputed after a ban", t.recomputed as i64);
         c.add(TORMR, "workers banned", t.banned as i64);
+        c.add(TORMR, "ringers run by volunteers", t.ringer_probes as i64);
+        c.add(TORMR, "ringers failed", t.ringers_failed as i64);
         c
     }
 }
@@ -1568,6 +1706,67 @@ mod tests {
                 })
             })
         })
+    }
+
+    #[test]
+    fn ringers_alone_catch_a_liar_when_replication_is_off() {
+        // Worker 0 is the owner's, 1 always lies, 2 is an honest volunteer.
+        let policy = |ringers| tormr_core::spec::VerifyPolicy {
+            enabled: false,
+            ringers,
+            ..Default::default()
+        };
+        let workers = [true, false, false];
+        let s = run_with_liars(&[2], 30, &[0.0, 1.0, 0.0], &workers, policy(2));
+        assert_eq!(*s.state(), JobState::Succeeded);
+        let ringers: Vec<&Task> = s.steps[0].maps.iter().filter(|t| t.ringer).collect();
+        assert_eq!(ringers.len(), 2);
+        assert!(
+            ringers.iter().all(|t| t.known && t.result_by == Some(0)),
+            "only the owner's worker answers a ringer first"
+        );
+        assert!(
+            s.is_banned(1),
+            "the liar failed its ringer: {:?}",
+            s.tally()
+        );
+        assert!(!s.is_banned(2));
+        assert_eq!(s.tally().ringers_failed, 1);
+        assert_eq!(s.tally().ringer_probes, 2, "each volunteer was tested once");
+        assert!(all_answers_honest(&s), "the liar's answers were recomputed");
+
+        // Without ringers (and without replication) the lies stand.
+        let blind = run_with_liars(&[2], 30, &[0.0, 1.0, 0.0], &workers, policy(0));
+        assert!(!blind.is_banned(1));
+        assert!(!all_answers_honest(&blind));
+    }
+
+    #[test]
+    fn a_volunteer_takes_a_ringer_only_when_no_own_worker_is_there() {
+        let policy = tormr_core::spec::VerifyPolicy {
+            enabled: false,
+            ringers: 1,
+            ..Default::default()
+        };
+        let mut s = verifying(&[0], policy);
+        s.join(1, 0);
+        s.add_input(input(0));
+        for i in 1..8 {
+            s.add_input(input(i));
+        }
+        s.close_input();
+        let ringer = s.steps[0].maps.iter().position(|t| t.ringer).unwrap();
+        // The volunteer alone runs everything, the ringer last; answered by
+        // a volunteer, it tests nobody.
+        let mut order = Vec::new();
+        while let Some(l) = take(&mut s, 1, 1) {
+            order.push(l.attempt.task.index as usize);
+            s.succeed(1, &l.attempt, &answer(&l, true), &Counters::default(), 5)
+                .unwrap();
+        }
+        assert_eq!(order.last(), Some(&ringer), "{order:?}");
+        assert!(!s.steps[0].maps[ringer].known);
+        assert_eq!(*s.state(), JobState::Succeeded);
     }
 
     #[test]

@@ -12,7 +12,6 @@
 use crate::records::{BucketRef, TaskResult};
 use crate::scheduler::WorkerId;
 use tormr_core::counters::Counters;
-use tormr_core::encoding::Digest;
 use tormr_core::ids::AttemptId;
 use tormr_core::spec::{Arbitration, VerifyPolicy};
 
@@ -33,22 +32,9 @@ pub struct Claim {
 }
 
 impl Claim {
-    fn digests(&self) -> impl Iterator<Item = (Option<Digest>, Option<Digest>)> + '_ {
-        self.outputs
-            .iter()
-            .map(|o| (o.canonical_digest, o.plain_digest))
-    }
-
     /// Whether two answers are the same output.
     pub fn agrees(&self, other: &Claim) -> bool {
-        self.outputs.len() == other.outputs.len()
-            && self
-                .digests()
-                .zip(other.digests())
-                .all(|((ca, pa), (cb, pb))| match (ca, cb) {
-                    (Some(a), Some(b)) => a == b,
-                    _ => pa.is_some() && pa == pb,
-                })
+        same_answer(&self.outputs, &other.outputs)
     }
 
     pub fn into_result(self) -> TaskResult {
@@ -132,6 +118,19 @@ impl Check {
     }
 }
 
+/// Whether two answers to a task are the same output, partition by
+/// partition: by canonical digest where both have one, else by plaintext
+/// digest.
+pub fn same_answer(a: &[BucketRef], b: &[BucketRef]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| match (x.canonical_digest, y.canonical_digest) {
+                (Some(cx), Some(cy)) => cx == cy,
+                _ => x.plain_digest.is_some() && x.plain_digest == y.plain_digest,
+            })
+}
+
 /// Whether the next copy of a disputed task must come from a trusted worker.
 pub fn arbiter_must_be_trusted(policy: &VerifyPolicy, trusted_worker_alive: bool) -> bool {
     match policy.arbitration {
@@ -165,6 +164,7 @@ impl Draws {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tormr_core::encoding::Digest;
     use tormr_core::ids::{BucketId, TaskId, TaskKind};
     use tormr_core::seal::BucketKey;
 

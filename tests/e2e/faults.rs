@@ -6,7 +6,7 @@
 //! work was redone. (Killing the owner is `resume.rs`, killing a bulletin
 //! replica `replicas.rs`, cheaters `verification.rs`.)
 
-use crate::resume::{Progress, owner, slow_wordcount, status_address, watch_until};
+use crate::owner_run::{Progress, owner, slow_wordcount, status_address, watch_until};
 use crate::util::*;
 use serde_json::Value;
 use std::path::Path;

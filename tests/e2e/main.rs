@@ -8,6 +8,7 @@ mod docker;
 mod errors;
 mod faults;
 mod mrjob;
+mod owner_run;
 mod pachyderm;
 mod replicas;
 mod resume;

@@ -75,3 +75,56 @@ fn occasional_liars_among_volunteers_do_not_change_the_output() {
     );
     eprintln!("occasional liar: {attempts}");
 }
+
+#[test]
+fn with_replication_off_ringers_alone_catch_a_lying_volunteer() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = corpus(4000, 600, 23);
+    let input = write(dir.path(), "corpus.txt", &text);
+    let out = dir.path().join("out");
+    // No answer is recomputed; only the owner's ringers test the volunteers.
+    let run = run_ok(&mut wordcount_with_liars(
+        1,
+        &["cheat:1.0", "cheat:0.0"],
+        &["tormr.verify=off", "tormr.verify.ringers=2"],
+        &input,
+        &out,
+    ));
+    assert_eq!(sorted_output(&out), direct_wordcount(&text));
+    let s = summary(&run);
+    let attempts = &s["attempts"];
+    assert_eq!(attempts["ringers_failed"], 1, "{attempts}");
+    assert_eq!(attempts["banned"], 1, "only the liar: {attempts}");
+    assert!(attempts["ringer_probes"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        s["counters"]["tormr"]["ringers failed"], 1,
+        "the counter agrees: {s:#}"
+    );
+    eprintln!("ringers, replication off: {attempts}");
+}
+
+#[test]
+fn ringers_on_a_bulletin_need_a_worker_of_the_owners() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "in.txt", "a b\n");
+    let out = dir.path().join("out");
+    let (_board, board) = bulletin(dir.path(), "bulletin", None);
+    let mut cmd = tormr();
+    cmd.args([
+        "submit",
+        "--cluster",
+        &format!("tcp://{board}"),
+        "--workers",
+        "1",
+    ])
+    .args(["--state", &dir.path().join("state").display().to_string()])
+    .args(["-D", "tormr.verify.ringers=1"]);
+    let run = python_wordcount_flags(&mut cmd, 1, "16k")
+        .args(["-input", &input.display().to_string()])
+        .args(["-output", &out.display().to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    assert!(stderr(&run).contains("--arbiter"), "{}", stderr(&run));
+    assert!(!out.exists());
+}

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../e2e/owner_run.rs"]
+mod owner_run;
 mod roles;
 mod sockets;
 #[path = "../e2e/util.rs"]
@@ -297,6 +299,66 @@ fn a_job_in_containers_over_tor_matches_the_process_executor() {
     assert!(
         fetched >= 1,
         "no worker fetched the image through the job master"
+    );
+}
+
+#[test]
+fn an_owner_killed_over_tor_resumes_at_the_same_onion_address_and_its_workers_carry_on() {
+    use owner_run::*;
+    let _serial = serial();
+    let net = net();
+    let dir = tempfile::tempdir().unwrap();
+    let bulletin = Service::start("bulletin", &dir.path().join("bulletin"), net);
+    let workers: Vec<Proc> = (0..2)
+        .map(|i| {
+            Proc::worker(
+                &bulletin.address,
+                &dir.path().join(format!("worker{i}")),
+                net,
+            )
+        })
+        .collect();
+    let text = corpus(2500, 400, 81);
+    let input = write(dir.path(), "corpus.txt", &text);
+    let output = dir.path().join("out");
+    let state = dir.path().join("state");
+    let cluster = format!("tor://{}", bulletin.address);
+    let mut argv = slow_wordcount(dir.path(), &cluster, &input, &output, &state);
+    // Two workers are asked for; one will do after four minutes (a worker
+    // has been seen to stay unreachable for minutes on the tiny testnet).
+    argv.extend(
+        [
+            "--workers",
+            "2",
+            "--min-workers",
+            "1",
+            "--wait",
+            "4m",
+            "--tor-config",
+        ]
+        .map(String::from),
+    );
+    argv.push(arti_toml(net).display().to_string());
+
+    let (first, _) = owner(dir.path(), "submit", &argv);
+    let (map, _) = kill_when(first, |(done, total), _| {
+        total > 4 && done >= 2 && done + 2 < total
+    });
+    let summary = finish(dir.path(), &state, &output, &text, map.0);
+    let kept = summary["resumed"]["sessions_kept"].as_u64().unwrap();
+    assert!(kept >= 1, "no worker carried on: {summary:#}");
+    let logs: Vec<String> = workers.iter().map(Proc::log).collect();
+    let rejoined: usize = logs.iter().map(|l| l.matches("joined job").count()).sum();
+    // They knew the job master only by its onion address: carrying on
+    // without a new match means it came back at the same one.
+    assert!(
+        rejoined <= 2,
+        "a worker had to be matched anew after the restart:\n{}",
+        logs.join("\n")
+    );
+    eprintln!(
+        "resume over Tor: killed at {}/{} maps; sessions kept {kept}",
+        map.0, map.1
     );
 }
 

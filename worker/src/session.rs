@@ -113,14 +113,14 @@ pub async fn run_session(
         config,
         joined,
     });
-    let end = match fetch_all(
+    let files_dir = dir.join("files");
+    let files = fetch_all(
         &shared.jm,
         &shared.joined.spec.files,
-        &dir.join("files"),
+        &files_dir,
         shared.config.max_file_bytes,
-    )
-    .await
-    {
+    );
+    let end = match keep_alive(&shared.jm, shared.joined.heartbeat_secs, files).await {
         Err(e) => SessionEnd::Lost(format!("could not fetch the job's files: {e}")),
         Ok(()) => drive(shared.clone()).await,
     };
@@ -489,7 +489,85 @@ async fn heartbeat(shared: Arc<Shared>) {
     }
 }
 
+/// Runs `work` (fetching the job's image or files, before any task) while
+/// telling the job master this worker is alive: a fetch slower than the job
+/// master's patience must not look like a silent worker and get it dropped.
+pub async fn keep_alive<T>(
+    jm: &HttpClient,
+    heartbeat_secs: u64,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let every = Duration::from_secs(heartbeat_secs.clamp(1, 60));
+    let jm = jm.clone();
+    // Dropped with this function's future, which aborts the beat.
+    let mut beat = tokio::task::JoinSet::new();
+    beat.spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let idle = Heartbeat {
+                running: Vec::new(),
+            };
+            if let Err(e) = jm.call(&idle).await {
+                tracing::debug!("heartbeat while preparing failed: {e}");
+            }
+        }
+    });
+    work.await
+}
+
 /// Where a job's working data lives on this worker.
 pub fn job_dir(state: &Path, job: &str) -> PathBuf {
     state.join("jobs").join(job)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tormr_net::tcp::TcpTransport;
+    use tormr_net::transport::ServiceSpec;
+    use tormr_net::{ApiError, Body, Handler, Server, ServerConfig, Transport};
+
+    /// Stands in for the job master: counts heartbeats.
+    struct Beats(AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl Handler for Beats {
+        async fn handle(
+            &self,
+            request: http::Request<hyper::body::Incoming>,
+        ) -> Result<http::Response<Body>, ApiError> {
+            if request.uri().path() == "/v1/heartbeat" {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(tormr_net::body::json_body(
+                &tormr_core::wire::job::HeartbeatAnswer::default(),
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_preparation_keeps_the_worker_alive_and_the_beat_stops_with_it() {
+        let transport: Arc<dyn Transport> = Arc::new(TcpTransport::new());
+        let beats = Arc::new(Beats(AtomicUsize::new(0)));
+        let listener = transport.publish(&ServiceSpec::new("jm")).await.unwrap();
+        let server = Server::spawn(listener, beats.clone(), ServerConfig::default());
+        let jm = HttpClient::new(transport, server.address().clone());
+        let slow_fetch = async {
+            tokio::time::sleep(Duration::from_millis(3500)).await;
+            "fetched"
+        };
+        assert_eq!(keep_alive(&jm, 1, slow_fetch).await, "fetched");
+        let during = beats.0.load(Ordering::SeqCst);
+        assert!(
+            during >= 2,
+            "{during} heartbeat(s) in 3.5 s at one a second"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            beats.0.load(Ordering::SeqCst),
+            during,
+            "no beat after the work"
+        );
+    }
 }

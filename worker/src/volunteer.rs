@@ -6,7 +6,7 @@ use crate::executor::Executor;
 use crate::executor::process::ProcessExecutor;
 use crate::images::JobMasterChunks;
 use crate::sandbox::Sandbox;
-use crate::session::{SessionEnd, run_session};
+use crate::session::{SessionEnd, keep_alive, run_session};
 use crate::standing::JobStanding;
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,7 +76,11 @@ impl Volunteer {
                     tracing::info!("joined job {}", joined.job);
                     let executor = tokio::select! {
                         _ = stop.cancelled() => return Ok(()),
-                        e = self.executor_for(&jm, &joined, &job_key) => e,
+                        e = keep_alive(
+                            &jm,
+                            joined.heartbeat_secs,
+                            self.executor_for(&jm, &joined, &job_key),
+                        ) => e,
                     };
                     match (executor, self.data_client(&joined)) {
                         (Ok(executor), Ok(data)) => {

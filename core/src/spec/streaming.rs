@@ -126,6 +126,9 @@ fn verify_from_conf(conf: &BTreeMap<String, String>) -> Result<VerifyPolicy, Spe
     if let Some(n) = number(conf, "tormr.verify.trust_after", 1u32, 10_000)? {
         policy.trust_after = n;
     }
+    if let Some(n) = number(conf, "tormr.verify.ringers", 0u32, 1_000)? {
+        policy.ringers = n;
+    }
     if let Some(v) = conf.get("tormr.verify.arbitration") {
         policy.arbitration = match v.as_str() {
             "auto" => Arbitration::Auto,
@@ -475,9 +478,12 @@ mod tests {
             ("tormr.verify.p_min", "0.2"),
             ("tormr.verify.trust_after", "4"),
             ("tormr.verify.arbitration", "majority"),
+            ("tormr.verify.ringers", "3"),
         ]))
         .unwrap()
         .verify;
+        assert_eq!(v.ringers, 3);
+        assert_eq!(d.ringers, 0, "no ringers unless asked for");
         assert_eq!(v.p_min_ppm, 200_000);
         assert_eq!(v.trust_after, 4);
         assert_eq!(v.arbitration, Arbitration::Majority);
@@ -491,6 +497,8 @@ mod tests {
             ("tormr.verify.p_min", "x"),
             ("tormr.verify.trust_after", "0"),
             ("tormr.verify.arbitration", "vote"),
+            ("tormr.verify.ringers", "-1"),
+            ("tormr.verify.ringers", "5000"),
         ] {
             assert!(limits_from_conf(&conf(&[(k, v)])).is_err(), "{k}={v}");
         }
