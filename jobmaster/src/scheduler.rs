@@ -215,14 +215,17 @@ impl Step {
         self.reduces == 0
     }
 
+    // Tasks are handed out in order, so the last ones finish last: looking
+    // from the back finds an unfinished one at once while a phase runs.
     fn maps_done(&self) -> bool {
-        self.inputs_closed && self.maps.iter().all(|t| t.result.is_some())
+        self.inputs_closed && self.maps.iter().rev().all(|t| t.result.is_some())
     }
 
     fn done(&self) -> bool {
         self.maps_done()
             && (self.map_only()
-                || (self.reduces_created && self.reduce_tasks.iter().all(|t| t.result.is_some())))
+                || (self.reduces_created
+                    && self.reduce_tasks.iter().rev().all(|t| t.result.is_some())))
     }
 
     fn phase(&self) -> Phase {
@@ -610,11 +613,12 @@ impl Scheduler {
         worker: WorkerId,
     ) -> impl Iterator<Item = (usize, &'t Task)> + 't {
         let first = self.trusted(worker);
+        let ringers = self.limits.verify.ringers > 0;
         let tasks = tasks.iter().enumerate();
         tasks
             .clone()
-            .filter(move |(_, t)| t.ringer == first)
-            .chain(tasks.filter(move |(_, t)| t.ringer != first))
+            .filter(move |(_, t)| !ringers || t.ringer == first)
+            .chain(tasks.filter(move |(_, t)| ringers && t.ringer != first))
     }
 
     /// A ringer for a volunteer whose test is due, if the owner's answer to
@@ -1167,16 +1171,22 @@ impl Scheduler {
             return;
         };
         let phase = step.phase();
+        // Called on every assignment: cheap unless some check is waiting.
+        let waiting = || {
+            step.tasks(phase)
+                .iter()
+                .filter(|t| t.check.is_some() && t.is_pending())
+        };
+        if waiting().next().is_none() {
+            return;
+        }
         let alive: Vec<WorkerId> = self
             .workers
             .iter()
             .filter(|(_, w)| w.alive)
             .map(|(id, _)| *id)
             .collect();
-        let orphans: Vec<(TaskId, usize)> = step
-            .tasks(phase)
-            .iter()
-            .filter(|t| t.check.is_some() && t.is_pending())
+        let orphans: Vec<(TaskId, usize)> = waiting()
             .filter(|t| !alive.iter().any(|w| self.open_for(t, *w)))
             .filter_map(|t| Some((t.id, t.check.as_ref()?.claims.len())))
             .collect();
