@@ -175,7 +175,7 @@ pub struct WorkerArgs {
     #[arg(long)]
     pub once: bool,
     /// Fault injection (tests and drills): misbehave, e.g. `cheat:0.1`
-    /// forges 10% of this worker's answers.
+    /// forges every 10th answer of this worker in a job.
     #[arg(long = "fault", value_name = "SPEC", hide = true)]
     pub fault: Option<tormr_worker::faults::Misbehaviour>,
 }
@@ -313,7 +313,7 @@ pub struct SubmitArgs {
     #[arg(long = "arbiter", value_name = "PSEUDONYM")]
     pub arbiters: Vec<String>,
     /// Fault injection (local clusters, tests and drills): one more worker
-    /// that misbehaves, e.g. `cheat:0.1` forges 10% of its answers. Such
+    /// that misbehaves, e.g. `cheat:0.1` forges every 10th answer. Such
     /// workers are volunteers, not the owner's: their answers get verified.
     #[arg(long = "local-fault", value_name = "SPEC", hide = true)]
     pub local_faults: Vec<tormr_worker::faults::Misbehaviour>,

@@ -448,62 +448,69 @@ pub async fn run_job(
     };
     ui.clear();
 
-    let download_started = Instant::now();
-    let (parts, error) = match &state_now {
-        JobState::Succeeded => {
-            let total: u64 = jm.outputs().iter().map(|o| o.sealed_bytes).sum();
-            let bar = ui.bytes_bar("download", total);
-            let b = bar.clone();
-            let parts =
-                fetch_outputs(&jm, &data, output, &staging, Arc::new(move |n| b.inc(n))).await;
-            bar.finish_and_clear();
-            match parts {
-                Ok(p) => (p.len(), None),
-                Err(e) => (
-                    0,
-                    Some(Failure {
-                        task: "-".into(),
-                        reason: e.to_string(),
-                        stderr_tail: String::new(),
-                    }),
-                ),
-            }
+    // The job is over: take it off the board now, while the output comes
+    // down, so workers told it is done are not matched to it again.
+    let withdraw = async {
+        let _ = board.withdraw(&identity, &posted.request).await;
+        for earlier in earlier_request.iter().flat_map(|e| e.all_requests()) {
+            let _ = board.withdraw(&identity, earlier).await;
         }
-        JobState::Failed {
-            task,
-            reason,
-            stderr_tail,
-        } => (
-            0,
-            Some(Failure {
-                task: task.clone(),
-                reason: reason.clone(),
-                stderr_tail: stderr_tail.clone(),
-            }),
-        ),
-        JobState::Running => (
-            0,
-            Some(Failure {
-                task: "-".into(),
-                reason: "the job master stopped".into(),
-                stderr_tail: String::new(),
-            }),
-        ),
     };
+    let download_started = Instant::now();
+    let download = async {
+        match &state_now {
+            JobState::Succeeded => {
+                let total: u64 = jm.outputs().iter().map(|o| o.sealed_bytes).sum();
+                let bar = ui.bytes_bar("download", total);
+                let b = bar.clone();
+                let parts =
+                    fetch_outputs(&jm, &data, output, &staging, Arc::new(move |n| b.inc(n))).await;
+                bar.finish_and_clear();
+                match parts {
+                    Ok(p) => (p.len(), None),
+                    Err(e) => (
+                        0,
+                        Some(Failure {
+                            task: "-".into(),
+                            reason: e.to_string(),
+                            stderr_tail: String::new(),
+                        }),
+                    ),
+                }
+            }
+            JobState::Failed {
+                task,
+                reason,
+                stderr_tail,
+            } => (
+                0,
+                Some(Failure {
+                    task: task.clone(),
+                    reason: reason.clone(),
+                    stderr_tail: stderr_tail.clone(),
+                }),
+            ),
+            JobState::Running => (
+                0,
+                Some(Failure {
+                    task: "-".into(),
+                    reason: "the job master stopped".into(),
+                    stderr_tail: String::new(),
+                }),
+            ),
+        }
+    };
+    let ((parts, error), ()) = tokio::join!(download, withdraw);
     let download_s = download_started.elapsed();
 
-    // Clean up: the board learns the last bans and forgets the request, the
-    // data layer forgets the job.
+    // Clean up: the board learns the last bans, the data layer forgets the
+    // job.
     stop_reporting.cancel();
     if tokio::time::timeout(Duration::from_secs(60), ban_reporter)
         .await
         .is_err()
     {
         tracing::warn!("gave up reporting bans to the bulletin after 60 s");
-    }
-    let _ = board.withdraw(&identity, &posted.request).await;
-    for earlier in earlier_request.iter().flat_map(|e| e.all_requests()) {
-        let _ = board.withdraw(&identity, earlier).await;
     }
     if let Err(e) = data.delete_job(&jm.mint_delete()).await {
         tracing::warn!("could not delete the job's buckets from the data layer: {e}");

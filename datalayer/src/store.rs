@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncRead, AsyncSeekExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tormr_core::encoding::{Digest, Hasher};
 use tormr_core::ids::{BucketId, JobId};
 
@@ -153,81 +153,130 @@ impl DirStore {
         locks.remove(&key);
     }
 
-    async fn read_staging(
-        &self,
-        job: &JobId,
-        bucket: &BucketId,
-    ) -> Result<Option<Staging>, StoreIoError> {
-        let path = self.staging_state_path(job, bucket);
-        match tokio::fs::read(&path).await {
+    /// The paths of one bucket's files.
+    fn files(&self, job: &JobId, bucket: &BucketId) -> BucketFiles {
+        BucketFiles {
+            done: self.final_path(job, bucket),
+            meta: self.meta_path(job, bucket),
+            staged: self.staging_path(job, bucket),
+            ranges: self.staging_state_path(job, bucket),
+        }
+    }
+}
+
+/// Where one bucket's files live.
+struct BucketFiles {
+    /// The finished bucket.
+    done: PathBuf,
+    /// Its size and digest.
+    meta: PathBuf,
+    /// The upload in progress.
+    staged: PathBuf,
+    /// The ranges of the upload received so far.
+    ranges: PathBuf,
+}
+
+/// Runs a piece of file work on the blocking pool. Each piece does all its
+/// steps in one go: a hop to the pool and back per step is what a busy
+/// data layer would otherwise spend its time on.
+async fn on_disk<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreIoError> + Send + 'static,
+) -> Result<T, StoreIoError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StoreIoError::Io {
+            what: "a disk task".into(),
+            source: std::io::Error::other(e),
+        })?
+}
+
+impl BucketFiles {
+    fn meta(&self) -> Result<Option<BucketMeta>, StoreIoError> {
+        if !self.done.exists() {
+            return Ok(None);
+        }
+        match std::fs::read(&self.meta) {
+            Ok(raw) => Ok(serde_json::from_slice(&raw).ok()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("reading bucket metadata")(e)),
+        }
+    }
+
+    fn staging(&self) -> Result<Option<Staging>, StoreIoError> {
+        match std::fs::read(&self.ranges) {
             Ok(raw) => Ok(serde_json::from_slice(&raw).ok()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err("reading upload state")(e)),
         }
     }
 
-    async fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<(), StoreIoError> {
-        let tmp = path.with_extension("tmp");
-        let bytes = serde_json::to_vec(value).unwrap_or_default();
-        tokio::fs::write(&tmp, bytes)
-            .await
-            .map_err(io_err("writing bucket metadata"))?;
-        tokio::fs::rename(&tmp, path)
-            .await
-            .map_err(io_err("writing bucket metadata"))
+    fn refuse_stored(&self, bucket: &BucketId) -> Result<(), StoreIoError> {
+        match self.meta()? {
+            Some(_) => Err(StoreIoError::AlreadyStored {
+                bucket: bucket.to_string(),
+            }),
+            None => Ok(()),
+        }
     }
 
-    /// Hashes (unless the digest is known), syncs and moves a complete upload into place.
-    async fn finish(
-        &self,
-        job: &JobId,
-        bucket: &BucketId,
-        total: u64,
-        known: Option<Digest>,
-    ) -> Result<BucketMeta, StoreIoError> {
-        let staged = self.staging_path(job, bucket);
-        let for_hash = staged.clone();
-        let sha256 = tokio::task::spawn_blocking(move || -> std::io::Result<Digest> {
-            let mut file = std::fs::File::open(&for_hash)?;
-            if let Some(d) = known {
-                file.sync_all()?;
-                return Ok(d);
-            }
-            let mut hasher = Hasher::new();
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                let n = file.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-            }
-            file.sync_all()?;
-            Ok(hasher.finish())
-        })
-        .await
-        .map_err(|e| StoreIoError::Io {
-            what: "hashing an upload".into(),
-            source: std::io::Error::other(e),
-        })?
-        .map_err(io_err("hashing an upload"))?;
+    /// The staging file, opened for writing at `offset`.
+    fn open_staged(&self, offset: u64) -> Result<std::fs::File, StoreIoError> {
+        use std::io::Seek;
+        if let Some(parent) = self.staged.parent() {
+            std::fs::create_dir_all(parent).map_err(io_err("creating the staging folder"))?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&self.staged)
+            .map_err(io_err("opening an upload"))?;
+        file.seek(std::io::SeekFrom::Start(offset))
+            .map_err(io_err("seeking in an upload"))?;
+        Ok(file)
+    }
+
+    /// Hashes (unless the digest is known), syncs and moves a complete
+    /// upload into place.
+    fn finish(&self, total: u64, known: Option<Digest>) -> Result<BucketMeta, StoreIoError> {
+        let sha256 = sync_and_hash(&self.staged, known).map_err(io_err("hashing an upload"))?;
         let meta = BucketMeta {
             size: total,
             sha256,
         };
-        let meta_path = self.meta_path(job, bucket);
-        if let Some(parent) = meta_path.parent() {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(io_err("creating the metadata folder"))?;
+        if let Some(parent) = self.meta.parent() {
+            std::fs::create_dir_all(parent).map_err(io_err("creating the metadata folder"))?;
         }
-        Self::write_json_atomic(&meta_path, &meta).await?;
-        tokio::fs::rename(&staged, self.final_path(job, bucket))
-            .await
-            .map_err(io_err("moving an upload into place"))?;
-        let _ = tokio::fs::remove_file(self.staging_state_path(job, bucket)).await;
+        write_json_atomic(&self.meta, &meta).map_err(io_err("writing bucket metadata"))?;
+        std::fs::rename(&self.staged, &self.done).map_err(io_err("moving an upload into place"))?;
+        let _ = std::fs::remove_file(&self.ranges);
         Ok(meta)
     }
+}
+
+fn sync_and_hash(path: &Path, known: Option<Digest>) -> std::io::Result<Digest> {
+    let mut file = std::fs::File::open(path)?;
+    if let Some(d) = known {
+        file.sync_all()?;
+        return Ok(d);
+    }
+    let mut hasher = Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    file.sync_all()?;
+    Ok(hasher.finish())
+}
+
+fn write_json_atomic(path: &Path, value: &impl Serialize) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec(value).unwrap_or_default())?;
+    std::fs::rename(&tmp, path)
 }
 
 #[async_trait]
@@ -237,17 +286,8 @@ impl BucketStore for DirStore {
         job: &JobId,
         bucket: &BucketId,
     ) -> Result<Option<BucketMeta>, StoreIoError> {
-        if !tokio::fs::try_exists(self.final_path(job, bucket))
-            .await
-            .unwrap_or(false)
-        {
-            return Ok(None);
-        }
-        match tokio::fs::read(self.meta_path(job, bucket)).await {
-            Ok(raw) => Ok(serde_json::from_slice(&raw).ok()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err("reading bucket metadata")(e)),
-        }
+        let files = self.files(job, bucket);
+        on_disk(move || files.meta()).await
     }
 
     async fn read(
@@ -258,18 +298,23 @@ impl BucketStore for DirStore {
         end: u64,
     ) -> Result<BoxReader, StoreIoError> {
         use tokio::io::AsyncReadExt;
-        let mut file = match tokio::fs::File::open(self.final_path(job, bucket)).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StoreIoError::NotFound {
-                    bucket: bucket.to_string(),
-                });
-            }
-            Err(e) => return Err(io_err("opening a bucket")(e)),
-        };
-        file.seek(std::io::SeekFrom::Start(start))
-            .await
-            .map_err(io_err("seeking in a bucket"))?;
+        let path = self.final_path(job, bucket);
+        let name = bucket.to_string();
+        let file = on_disk(move || {
+            use std::io::Seek;
+            let mut file = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(StoreIoError::NotFound { bucket: name });
+                }
+                Err(e) => return Err(io_err("opening a bucket")(e)),
+            };
+            file.seek(std::io::SeekFrom::Start(start))
+                .map_err(io_err("seeking in a bucket"))?;
+            Ok(file)
+        })
+        .await?;
+        let file = tokio::fs::File::from_std(file);
         Ok(Box::new(file.take(end.saturating_sub(start))))
     }
 
@@ -280,39 +325,25 @@ impl BucketStore for DirStore {
         offset: u64,
         total: Option<u64>,
     ) -> Result<BoxWriter, StoreIoError> {
-        if self.meta(job, bucket).await?.is_some() {
-            return Err(StoreIoError::AlreadyStored {
-                bucket: bucket.to_string(),
-            });
-        }
-        if let (Some(total), Some(staging)) = (total, self.read_staging(job, bucket).await?)
-            && staging.total != total
-        {
-            return Err(StoreIoError::Mismatch {
-                bucket: bucket.to_string(),
-                why: format!(
-                    "an upload of {} bytes is in progress; this one says {total}",
-                    staging.total
-                ),
-            });
-        }
-        let path = self.staging_path(job, bucket);
-        if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(io_err("creating the staging folder"))?;
-        }
-        let mut file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .await
-            .map_err(io_err("opening an upload"))?;
-        file.seek(std::io::SeekFrom::Start(offset))
-            .await
-            .map_err(io_err("seeking in an upload"))?;
-        Ok(Box::new(file))
+        let files = self.files(job, bucket);
+        let bucket = bucket.clone();
+        let file = on_disk(move || {
+            files.refuse_stored(&bucket)?;
+            if let (Some(total), Some(staging)) = (total, files.staging()?)
+                && staging.total != total
+            {
+                return Err(StoreIoError::Mismatch {
+                    bucket: bucket.to_string(),
+                    why: format!(
+                        "an upload of {} bytes is in progress; this one says {total}",
+                        staging.total
+                    ),
+                });
+            }
+            files.open_staged(offset)
+        })
+        .await?;
+        Ok(Box::new(tokio::fs::File::from_std(file)))
     }
 
     async fn commit(
@@ -325,44 +356,48 @@ impl BucketStore for DirStore {
         whole: Option<Digest>,
     ) -> Result<Progress, StoreIoError> {
         let lock = self.lock_for(job, bucket);
-        let _guard = lock.lock().await;
-        if let Some(meta) = self.meta(job, bucket).await? {
-            return Ok(Progress::Complete(meta));
-        }
-        let mut staging = self.read_staging(job, bucket).await?.unwrap_or(Staging {
-            total,
-            ranges: RangeSet::new(),
-        });
-        if staging.total != total {
-            return Err(StoreIoError::Mismatch {
-                bucket: bucket.to_string(),
-                why: format!(
-                    "an upload of {} bytes is in progress; this one says {total}",
-                    staging.total
-                ),
+        let guard = lock.lock().await;
+        let files = self.files(job, bucket);
+        let name = bucket.clone();
+        let progress = on_disk(move || {
+            if let Some(meta) = files.meta()? {
+                return Ok(Progress::Complete(meta));
+            }
+            let mut staging = files.staging()?.unwrap_or(Staging {
+                total,
+                ranges: RangeSet::new(),
             });
-        }
-        staging.ranges.insert(start, end);
-        if staging.ranges.is_complete(total) {
+            if staging.total != total {
+                return Err(StoreIoError::Mismatch {
+                    bucket: name.to_string(),
+                    why: format!(
+                        "an upload of {} bytes is in progress; this one says {total}",
+                        staging.total
+                    ),
+                });
+            }
+            staging.ranges.insert(start, end);
+            if !staging.ranges.is_complete(total) {
+                write_json_atomic(&files.ranges, &staging)
+                    .map_err(io_err("writing bucket metadata"))?;
+                return Ok(Progress::Partial {
+                    received: staging.ranges.covered(),
+                    total,
+                });
+            }
             // A shorter staged file than `total` can only be a zero-length bucket.
             if total == 0 {
-                let _ = self.stage(job, bucket, 0, Some(0)).await?;
+                files.open_staged(0)?;
             }
-            let known = if start == 0 && end == total {
-                whole
-            } else {
-                None
-            };
-            let meta = self.finish(job, bucket, total, known).await?;
-            drop(_guard);
-            self.forget_lock(job, bucket);
-            return Ok(Progress::Complete(meta));
-        }
-        Self::write_json_atomic(&self.staging_state_path(job, bucket), &staging).await?;
-        Ok(Progress::Partial {
-            received: staging.ranges.covered(),
-            total,
+            let known = (start == 0 && end == total).then_some(whole).flatten();
+            files.finish(total, known).map(Progress::Complete)
         })
+        .await?;
+        drop(guard);
+        if matches!(progress, Progress::Complete(_)) {
+            self.forget_lock(job, bucket);
+        }
+        Ok(progress)
     }
 
     async fn delete_job(&self, job: &JobId) -> Result<u64, StoreIoError> {

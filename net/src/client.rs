@@ -5,7 +5,7 @@
 //! connections it made; the job's round trips are measured with these counts.
 
 use crate::address::Address;
-use crate::body::{self, Body, collect_limited};
+use crate::body::{self, Body, BodyError, collect_limited};
 use crate::error::ClientError;
 use crate::transport::{BoxStream, NetError, Transport};
 use bytes::Bytes;
@@ -250,9 +250,15 @@ impl HttpClient {
             let response = self.send(request, timeout).await?;
             let bytes = collect_limited(response.into_body(), MAX_JSON_RESPONSE, timeout)
                 .await
-                .map_err(|e| ClientError::Protocol {
-                    what: what.clone(),
-                    why: e.to_string(),
+                .map_err(|e| match e {
+                    BodyError::Read(_) | BodyError::Stalled { .. } => ClientError::CutOff {
+                        what: what.clone(),
+                        why: e.to_string(),
+                    },
+                    _ => ClientError::Protocol {
+                        what: what.clone(),
+                        why: e.to_string(),
+                    },
                 })?;
             serde_json::from_slice::<C::Response>(&bytes).map_err(|e| ClientError::Protocol {
                 what: what.clone(),

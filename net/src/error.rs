@@ -131,12 +131,18 @@ pub enum ClientError {
     },
     #[error("the peer's answer to {what} is not valid: {why}")]
     Protocol { what: String, why: String },
+    /// The answer began but the connection broke or went quiet before it
+    /// ended: a network failure (or a peer that died), not a bad answer.
+    #[error("the answer to {what} was cut off: {why}")]
+    CutOff { what: String, why: String },
 }
 
 impl ClientError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            ClientError::Connect { .. } | ClientError::Timeout { .. } => ErrorKind::Retry,
+            ClientError::Connect { .. }
+            | ClientError::Timeout { .. }
+            | ClientError::CutOff { .. } => ErrorKind::Retry,
             ClientError::Api { status, code, .. } => {
                 if *status == 503 || *status == 408 || *status == 429 || *status >= 500 {
                     ErrorKind::Retry

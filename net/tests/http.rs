@@ -160,3 +160,26 @@ async fn dead_peer_is_a_retryable_connect_error() {
     assert!(err.is_retryable(), "{err}");
     let _ = StatusCode::OK;
 }
+
+#[tokio::test]
+async fn an_answer_cut_off_mid_body_is_a_retryable_failure_not_a_bad_peer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A peer that dies while answering: headers promise 100 bytes, 12 come.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = tormr_net::Address::parse(&listener.local_addr().unwrap().to_string()).unwrap();
+    let dying = tokio::spawn(async move {
+        let (mut peer, _) = listener.accept().await.unwrap();
+        let mut request = vec![0u8; 4096];
+        let _ = peer.read(&mut request).await;
+        peer.write_all(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"upper\": \"",
+        )
+        .await
+        .unwrap();
+    });
+    let client = HttpClient::new(Arc::new(TcpTransport::new()), address);
+    let err = client.call(&Echo { text: "x".into() }).await.unwrap_err();
+    dying.await.unwrap();
+    assert!(matches!(err, ClientError::CutOff { .. }), "{err}");
+    assert!(err.is_retryable(), "{err}");
+}

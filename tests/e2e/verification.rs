@@ -128,3 +128,35 @@ fn ringers_on_a_bulletin_need_a_worker_of_the_owners() {
     assert!(stderr(&run).contains("--arbiter"), "{}", stderr(&run));
     assert!(!out.exists());
 }
+
+#[test]
+fn a_volunteer_cheating_on_one_task_in_ten_ends_banned_and_the_output_is_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = corpus(16000, 600, 24);
+    let input = write(dir.path(), "corpus.txt", &text);
+    let out = dir.path().join("out");
+    // Every answer is checked; the cheater forges its 10th, 20th, … answer,
+    // so it lies once it has run ten tasks (copies included).
+    let run = run_ok(&mut wordcount_with_liars(
+        1,
+        &["cheat:0.1", "cheat:0.0"],
+        &["tormr.verify.p_min=1"],
+        &input,
+        &out,
+    ));
+    assert_eq!(sorted_output(&out), direct_wordcount(&text));
+    let s = summary(&run);
+    let attempts = &s["attempts"];
+    let tasks: u64 = s["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["tasks"].as_u64().unwrap())
+        .sum();
+    assert!(
+        tasks >= 30,
+        "too small a job to catch a 10% cheater: {tasks} tasks"
+    );
+    assert_eq!(attempts["banned"], 1, "the cheater was caught: {attempts}");
+    eprintln!("a 10% cheater: {tasks} tasks, {attempts}");
+}

@@ -11,9 +11,10 @@ use tormr_core::wire::job::TaskAssignment;
 /// What a misbehaving worker does.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Misbehaviour {
-    /// Forges the output of this fraction of its tasks (0 to 1): the job
-    /// code runs, then a made-up line is added to every output bucket, and
-    /// the digests reported are those of the forgery.
+    /// Forges the output of this share of its tasks in a job (0 to 1),
+    /// evenly spread so a test knows it happens (0.1: its 10th, 20th, …
+    /// task): the job code runs, then a made-up line is added to every
+    /// output bucket, and the digests reported are those of the forgery.
     Cheat { rate: f64 },
 }
 
@@ -31,11 +32,11 @@ impl std::str::FromStr for Misbehaviour {
 }
 
 impl Misbehaviour {
-    /// Whether to lie about this task.
-    pub fn lies_now(&self) -> bool {
+    /// Whether to lie about the `nth` task of a job (counting from 1).
+    pub fn lies_on(&self, nth: u64) -> bool {
         let Misbehaviour::Cheat { rate } = *self;
-        let draw = u64::from_le_bytes(tormr_core::random::bytes::<8>()) >> 11;
-        (draw as f64) / ((1u64 << 53) as f64) < rate
+        let ppm = (rate * 1e6).round() as u64;
+        nth >= 1 && nth * ppm / 1_000_000 > (nth - 1) * ppm / 1_000_000
     }
 }
 
@@ -85,7 +86,14 @@ mod tests {
         );
         assert!("cheat:2".parse::<Misbehaviour>().is_err());
         assert!("stall".parse::<Misbehaviour>().is_err());
-        assert!(Misbehaviour::Cheat { rate: 1.0 }.lies_now());
-        assert!(!Misbehaviour::Cheat { rate: 0.0 }.lies_now());
+        let lies = |rate: f64| -> Vec<u64> {
+            (1..=30)
+                .filter(|n| Misbehaviour::Cheat { rate }.lies_on(*n))
+                .collect()
+        };
+        assert_eq!(lies(1.0).len(), 30);
+        assert!(lies(0.0).is_empty());
+        assert_eq!(lies(0.1), vec![10, 20, 30]);
+        assert_eq!(lies(0.3).len(), 9);
     }
 }

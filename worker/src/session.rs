@@ -61,6 +61,8 @@ struct Shared {
     outcome: Mutex<Option<SessionEnd>>,
     /// Attempts this worker finished (for the traffic summary).
     tasks_done: std::sync::atomic::AtomicU32,
+    /// Attempts begun, counted for fault injection.
+    tasks_begun: std::sync::atomic::AtomicU64,
     /// Where to ask whether the job is over when its master stops answering.
     standing: Option<JobStanding>,
 }
@@ -109,6 +111,7 @@ pub async fn run_session(
         end: stop.child_token(),
         outcome: Mutex::new(None),
         tasks_done: std::sync::atomic::AtomicU32::new(0),
+        tasks_begun: std::sync::atomic::AtomicU64::new(0),
         standing,
         config,
         joined,
@@ -344,7 +347,12 @@ async fn run_one(shared: &Arc<Shared>, ready: Ready) {
                 cancel: ready.cancel.clone(),
                 sort_buffer_cap: shared.config.sort_buffer_cap,
                 pachyderm: shared.joined.spec.pachyderm.clone(),
-                misbehaviour: shared.config.misbehaviour,
+                misbehaviour: shared.config.misbehaviour.filter(|m| {
+                    let nth = shared
+                        .tasks_begun
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    m.lies_on(nth + 1)
+                }),
             };
             let task = ready.task.clone();
             let inputs = ready.inputs.clone();
