@@ -579,7 +579,14 @@ impl Scheduler {
             break;
         }
         if let Some(i) = chosen {
-            return Assignment::Task(Box::new(self.lease(worker, phase, i, false, now)));
+            return Assignment::Task(Box::new(self.lease_in(
+                self.current,
+                worker,
+                phase,
+                i,
+                false,
+                now,
+            )));
         }
         if let Some(i) = self.straggler(worker, phase, now) {
             let reads_input = self.current == 0 && phase == Phase::Map;
@@ -592,7 +599,14 @@ impl Scheduler {
                             .is_some_and(|w| w.input_buckets.contains(&(i as u32)))
                 });
             if !over_cap {
-                return Assignment::Task(Box::new(self.lease(worker, phase, i, true, now)));
+                return Assignment::Task(Box::new(self.lease_in(
+                    self.current,
+                    worker,
+                    phase,
+                    i,
+                    true,
+                    now,
+                )));
             }
         }
         if capped {
@@ -717,17 +731,6 @@ impl Scheduler {
             })
             .max_by_key(|(_, age)| *age)
             .map(|(i, _)| i)
-    }
-
-    fn lease(
-        &mut self,
-        worker: WorkerId,
-        phase: Phase,
-        index: usize,
-        speculative: bool,
-        now: u64,
-    ) -> Leased {
-        self.lease_in(self.current, worker, phase, index, speculative, now)
     }
 
     fn lease_in(

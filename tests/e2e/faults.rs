@@ -263,13 +263,45 @@ fn a_liar_banned_in_one_job_is_not_matched_to_the_owners_next_job() {
     drop(honest);
 }
 
+/// The owner's own worker (`--trusted-by` her key) on the board at
+/// `address`: the process, its pseudonym and the owner's key file.
+struct OwnArbiter {
+    process: Spawned,
+    pseudonym: String,
+    key_file: String,
+}
+
+fn own_arbiter(dir: &Path, address: &str) -> OwnArbiter {
+    let key_file = dir.join("owner.key");
+    let owner = tormr_core::identity::Identity::load_or_create(&key_file).unwrap();
+    let key = owner.public().to_text();
+    let process = worker_with(dir, "arbiter", address, &["--once", "--trusted-by", &key]);
+    // Generous: under a loaded test run the worker's start (its Docker check
+    // first) has taken over 30 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let pseudonym = loop {
+        let log = std::fs::read_to_string(&process.log).unwrap_or_default();
+        if let Some(p) = log.lines().find_map(|l| l.strip_prefix("pseudonym ")) {
+            break p.trim().to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            process.log_tail()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    OwnArbiter {
+        process,
+        pseudonym,
+        key_file: key_file.display().to_string(),
+    }
+}
+
 #[test]
 fn disputes_over_tcp_are_settled_by_the_owners_named_arbiter() {
     let dir = tempfile::tempdir().unwrap();
     let (_board, address) = bulletin(dir.path(), "bulletin", None);
-    let key_file = dir.path().join("owner.key");
-    let owner = tormr_core::identity::Identity::load_or_create(&key_file).unwrap();
-    let key = owner.public().to_text();
     let volunteers: Vec<Spawned> = (0..2)
         .map(|i| worker(dir.path(), &format!("worker-{i}"), &address))
         .collect();
@@ -279,29 +311,8 @@ fn disputes_over_tcp_are_settled_by_the_owners_named_arbiter() {
         &address,
         &["--once", "--fault", "cheat:1"],
     );
-    let arbiter = worker_with(
-        dir.path(),
-        "arbiter",
-        &address,
-        &["--once", "--trusted-by", &key],
-    );
-    // Generous: under a loaded test run the worker's start (its Docker check
-    // first) has taken over 30 s.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let pseudonym = loop {
-        let log = std::fs::read_to_string(&arbiter.log).unwrap_or_default();
-        if let Some(p) = log.lines().find_map(|l| l.strip_prefix("pseudonym ")) {
-            break p.trim().to_owned();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            arbiter.log_tail()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let arbiter = own_arbiter(dir.path(), &address);
     let state = dir.path().join("state");
-    let owner_key = key_file.display().to_string();
     let summary = run_wordcount(
         dir.path(),
         &address,
@@ -313,9 +324,9 @@ fn disputes_over_tcp_are_settled_by_the_owners_named_arbiter() {
             "--wait",
             "2m",
             "--owner-key",
-            &owner_key,
+            &arbiter.key_file,
             "--arbiter",
-            &pseudonym,
+            &arbiter.pseudonym,
             // Disputes wait for the owner's own worker, never a majority.
             "-D",
             "tormr.verify.arbitration=trusted",
@@ -326,9 +337,56 @@ fn disputes_over_tcp_are_settled_by_the_owners_named_arbiter() {
     assert_eq!(a["banned"], 1, "{summary:#}");
     assert!(a["disputes"].as_u64().unwrap() >= 1, "{summary:#}");
     assert_eq!(summary["workers"], 4, "{summary:#}");
-    let arbiter_log = std::fs::read_to_string(&arbiter.log).unwrap_or_default();
-    assert!(arbiter_log.contains("joined job"), "{}", arbiter.log_tail());
+    let arbiter_log = std::fs::read_to_string(&arbiter.process.log).unwrap_or_default();
+    assert!(
+        arbiter_log.contains("joined job"),
+        "{}",
+        arbiter.process.log_tail()
+    );
     drop((volunteers, liar));
+}
+
+#[test]
+fn over_tcp_the_owners_named_worker_answers_ringers_and_a_liar_fails_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_board, address) = bulletin(dir.path(), "bulletin", None);
+    let honest = worker(dir.path(), "worker-0", &address);
+    let liar = worker_with(
+        dir.path(),
+        "liar",
+        &address,
+        &["--once", "--fault", "cheat:1"],
+    );
+    let own = own_arbiter(dir.path(), &address);
+    let state = dir.path().join("state");
+    // Nothing is replicated: only the ringers test the two volunteers.
+    let summary = run_wordcount(
+        dir.path(),
+        &address,
+        &state,
+        "ringers",
+        &[
+            "--workers",
+            "2",
+            "--wait",
+            "2m",
+            "--owner-key",
+            &own.key_file,
+            "--arbiter",
+            &own.pseudonym,
+            "-D",
+            "tormr.verify=off",
+            "-D",
+            "tormr.verify.ringers=2",
+        ],
+        &corpus(3000, 400, 96),
+    );
+    let a = &summary["attempts"];
+    assert_eq!(a["ringers_failed"], 1, "{summary:#}");
+    assert_eq!(a["banned"], 1, "{summary:#}");
+    assert_eq!(summary["workers"], 3, "{summary:#}");
+    eprintln!("ringers over tcp: {a}");
+    drop((honest, liar));
 }
 
 /// The request a bulletin's log says was posted last.

@@ -20,16 +20,7 @@ fn wordcount_and_a_multi_step_mrjob_over_tor_match_local_mode() {
     let _serial = serial();
     let net = net();
     let dir = tempfile::tempdir().unwrap();
-    let bulletin = Service::start("bulletin", &dir.path().join("bulletin"), net);
-    let workers: Vec<Proc> = (0..3)
-        .map(|i| {
-            Proc::worker(
-                &bulletin.address,
-                &dir.path().join(format!("worker{i}")),
-                net,
-            )
-        })
-        .collect();
+    let (bulletin, workers) = board_and_workers(dir.path(), 3, net);
     let auditor = Auditor::start(
         net,
         [bulletin.proc.pid()]
@@ -308,16 +299,7 @@ fn an_owner_killed_over_tor_resumes_at_the_same_onion_address_and_its_workers_ca
     let _serial = serial();
     let net = net();
     let dir = tempfile::tempdir().unwrap();
-    let bulletin = Service::start("bulletin", &dir.path().join("bulletin"), net);
-    let workers: Vec<Proc> = (0..2)
-        .map(|i| {
-            Proc::worker(
-                &bulletin.address,
-                &dir.path().join(format!("worker{i}")),
-                net,
-            )
-        })
-        .collect();
+    let (bulletin, workers) = board_and_workers(dir.path(), 2, net);
     let text = corpus(2500, 400, 81);
     let input = write(dir.path(), "corpus.txt", &text);
     let output = dir.path().join("out");

@@ -135,6 +135,16 @@ pub struct Service {
     pub proc: Proc,
 }
 
+/// A bulletin and `n` workers that take jobs without an image, each with
+/// its state in `dir`.
+pub fn board_and_workers(dir: &Path, n: usize, net: &Testnet) -> (Service, Vec<Proc>) {
+    let bulletin = Service::start("bulletin", &dir.join("bulletin"), net);
+    let workers = (0..n)
+        .map(|i| Proc::worker(&bulletin.address, &dir.join(format!("worker{i}")), net))
+        .collect();
+    (bulletin, workers)
+}
+
 impl Service {
     pub fn start(kind: &str, state: &Path, net: &Testnet) -> Service {
         std::fs::create_dir_all(state).unwrap();
