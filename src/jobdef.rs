@@ -5,7 +5,7 @@ use crate::cli::SubmitArgs;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use tormr_core::encoding::{Digest, Hasher};
+use tormr_core::encoding::Digest;
 use tormr_core::spec::mrjob::{MrjobDescription, ShippedFile, plan};
 use tormr_core::spec::streaming::{
     StepFlags, limits_from_conf, parse_key_value, parse_size, step_from_flags,
@@ -27,28 +27,15 @@ pub struct JobDefinition {
 }
 
 fn hash_file(path: &Path) -> Result<(Digest, u64, bool)> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)
+    let file = std::fs::File::open(path)
         .with_context(|| format!("cannot read -file {}", path.display()))?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         bail!("-file {} is not a regular file", path.display());
     }
-    let mut hasher = Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
+    let digest = Digest::of_reader(file)?;
     use std::os::unix::fs::PermissionsExt;
-    Ok((
-        hasher.finish(),
-        meta.len(),
-        meta.permissions().mode() & 0o111 != 0,
-    ))
+    Ok((digest, meta.len(), meta.permissions().mode() & 0o111 != 0))
 }
 
 fn ship(files: &[ShippedFile]) -> Result<(Vec<JobFile>, BTreeMap<Digest, PathBuf>)> {

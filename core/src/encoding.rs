@@ -55,6 +55,19 @@ impl Digest {
         Digest(sha2::Sha256::digest(data).into())
     }
 
+    /// SHA-256 of everything `reader` yields, read a MiB at a time.
+    pub fn of_reader(mut reader: impl std::io::Read) -> std::io::Result<Self> {
+        let mut hasher = Hasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                return Ok(hasher.finish());
+            }
+            hasher.update(&buf[..n]);
+        }
+    }
+
     /// Parses 64 hex characters.
     pub fn parse(text: &str) -> Option<Self> {
         let raw = hex::decode(text).ok()?;
@@ -119,6 +132,13 @@ impl Hasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_digest_read_in_pieces_equals_the_digest_of_the_whole() {
+        let data: Vec<u8> = (0..(3 << 20) + 17).map(|i| (i % 251) as u8).collect();
+        assert_eq!(Digest::of_reader(&data[..]).unwrap(), Digest::of(&data));
+        assert_eq!(Digest::of_reader(&[][..]).unwrap(), Digest::of(b""));
+    }
 
     #[test]
     fn b64_round_trips_and_rejects_wrong_length() {

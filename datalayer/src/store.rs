@@ -9,11 +9,10 @@ use crate::ranges::RangeSet;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tormr_core::encoding::{Digest, Hasher};
+use tormr_core::encoding::Digest;
 use tormr_core::ids::{BucketId, JobId};
 
 /// A finished bucket.
@@ -255,22 +254,13 @@ impl BucketFiles {
 }
 
 fn sync_and_hash(path: &Path, known: Option<Digest>) -> std::io::Result<Digest> {
-    let mut file = std::fs::File::open(path)?;
-    if let Some(d) = known {
-        file.sync_all()?;
-        return Ok(d);
-    }
-    let mut hasher = Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
+    let file = std::fs::File::open(path)?;
+    let digest = match known {
+        Some(d) => d,
+        None => Digest::of_reader(&file)?,
+    };
     file.sync_all()?;
-    Ok(hasher.finish())
+    Ok(digest)
 }
 
 fn write_json_atomic(path: &Path, value: &impl Serialize) -> std::io::Result<()> {

@@ -68,6 +68,20 @@ fn spec() -> JobSpec {
     }
 }
 
+/// Input bucket `i` of a simulated job (never read: tasks are trivial).
+fn input_bucket(i: usize) -> BucketRef {
+    BucketRef {
+        bucket: BucketId::input(i as u32),
+        key: BucketKey::random(),
+        sealed_bytes: 1,
+        plain_bytes: 1,
+        plain_digest: None,
+        canonical_digest: None,
+        records: 1,
+        source: None,
+    }
+}
+
 /// As `tormr submit` serves a job: every worker holds a connection.
 fn many_peers() -> ServerConfig {
     ServerConfig {
@@ -172,18 +186,7 @@ async fn setup(dir: &Path, tasks: usize, workers: &[Identity], trust: f64) -> Se
     .await
     .unwrap();
     for i in 0..tasks {
-        jm.add_input(BucketRef {
-            bucket: BucketId::input(i as u32),
-            key: BucketKey::random(),
-            sealed_bytes: 1,
-            plain_bytes: 1,
-            plain_digest: None,
-            canonical_digest: None,
-            records: 1,
-            source: None,
-        })
-        .await
-        .unwrap();
+        jm.add_input(input_bucket(i)).await.unwrap();
     }
     jm.close_input(tasks as u32).await.unwrap();
     let board = Identity::generate();
@@ -375,16 +378,7 @@ fn scheduler_alone(tasks: usize, workers: usize) -> (Duration, u32) {
         );
     }
     for i in 0..tasks {
-        s.add_input(BucketRef {
-            bucket: BucketId::input(i as u32),
-            key: BucketKey::random(),
-            sealed_bytes: 1,
-            plain_bytes: 1,
-            plain_digest: None,
-            canonical_digest: None,
-            records: 1,
-            source: None,
-        });
+        s.add_input(input_bucket(i));
     }
     s.close_input();
     let started = Instant::now();

@@ -403,8 +403,10 @@ impl Scheduler {
         );
         // Ringers are wanted early (volunteers are tested as they start),
         // so each new input is one by a coin toss until there are enough.
-        let ringers = step.maps.iter().filter(|t| t.ringer).count() as u32;
-        task.ringer = ringers < self.limits.verify.ringers && self.draws.uniform() < 0.5;
+        // Counting stops at the wanted number, which the first ~2N reach.
+        let want = self.limits.verify.ringers as usize;
+        let chosen = step.maps.iter().filter(|t| t.ringer).take(want).count();
+        task.ringer = chosen < want && self.draws.uniform() < 0.5;
         step.maps.push(task);
         Some(index)
     }

@@ -22,7 +22,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::io::AsyncWriteExt;
-use tormr_core::encoding::{Digest, Hasher};
+use tormr_core::encoding::Digest;
 use tormr_core::image::{ArchiveError, ArchiveRef, ImageRef};
 
 /// The repository name cached job images are tagged with.
@@ -423,17 +423,8 @@ pub fn check_archive(path: &Path, archive: &ArchiveRef, id: &Digest) -> Result<(
     let contents = |why: &str| ImageError::Contents {
         why: why.to_owned(),
     };
-    let mut file = std::fs::File::open(path).map_err(io_err(path))?;
-    let mut hasher = Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(io_err(path))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    if hasher.finish() != archive.digest {
+    let file = std::fs::File::open(path).map_err(io_err(path))?;
+    if Digest::of_reader(file).map_err(io_err(path))? != archive.digest {
         return Err(ImageError::ArchiveDigest);
     }
     let manifest = read_member(path, "manifest.json", 1 << 20)?
