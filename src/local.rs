@@ -44,6 +44,7 @@ pub struct LocalCluster {
     servers: Vec<Server>,
     stop: CancellationToken,
     workers: tokio::task::JoinSet<()>,
+    sandbox: Option<Arc<Sandbox>>,
 }
 
 impl LocalCluster {
@@ -153,6 +154,7 @@ impl LocalCluster {
             servers: vec![bulletin, datalayer],
             stop,
             workers: running,
+            sandbox,
         })
     }
 
@@ -165,6 +167,13 @@ impl LocalCluster {
         .await;
         for s in self.servers.drain(..) {
             s.shutdown(Duration::from_secs(2)).await;
+        }
+        // Containers of runs cut short are removed in the background, which
+        // this process, on its way out, would not wait for.
+        if let Some(sandbox) = &self.sandbox
+            && let Err(e) = sandbox.sweep().await
+        {
+            tracing::warn!("could not remove the local workers' containers: {e}");
         }
     }
 }

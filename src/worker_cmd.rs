@@ -5,6 +5,7 @@ use crate::cli::WorkerArgs;
 use crate::network::{shutdown_signal, state_dir, tor};
 use anyhow::{Context, Result};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tormr_bulletin::BulletinClient;
 use tormr_core::identity::{Identity, PublicKey};
@@ -135,5 +136,14 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
     });
     let result = volunteer.run(stop).await.context("the worker stopped");
     signals.abort();
+    if let Some(sandbox) = &volunteer.sandbox {
+        match tokio::time::timeout(Duration::from_secs(20), sandbox.sweep()).await {
+            Ok(Err(e)) => tracing::warn!("could not remove this worker's containers: {e}"),
+            Err(_) => tracing::warn!(
+                "removing this worker's containers took over 20 s; the next start removes what is left"
+            ),
+            Ok(Ok(_)) => {}
+        }
+    }
     result
 }

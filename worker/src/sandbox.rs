@@ -31,17 +31,31 @@ impl Sandbox {
         label: &str,
     ) -> Result<Self, DockerError> {
         let images = ImageCache::new(docker.clone(), state_dir.join("images"), cache_bytes);
-        // Any image will do for sweeping: it only lists containers by label.
-        DockerExecutor::new(docker.clone(), "sweep", limits.clone(), label)
-            .sweep()
-            .await?;
-        Ok(Sandbox {
+        let sandbox = Sandbox {
             idle_dir: state_dir.join("idle"),
             docker,
             limits,
             label: label.to_owned(),
             images,
-        })
+        };
+        sandbox.sweep().await?;
+        Ok(sandbox)
+    }
+
+    /// Removes every container under this sandbox's label. Run at start
+    /// and again as the worker stops: a container whose job was cut short
+    /// is otherwise removed only in the background, which a process on its
+    /// way out does not wait for.
+    pub async fn sweep(&self) -> Result<usize, DockerError> {
+        // Any image will do for sweeping: it only lists containers by label.
+        DockerExecutor::new(
+            self.docker.clone(),
+            "sweep",
+            self.limits.clone(),
+            &self.label,
+        )
+        .sweep()
+        .await
     }
 
     /// Connects to the local engine (see [`docker::connect`]).
