@@ -17,7 +17,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tormr_core::encoding::{Digest, Hasher};
 use tormr_core::ids::{BucketId, JobId};
-use tormr_core::wire::data::{Deleted, SHA256_HEADER, Stored, bucket_path, job_path};
+use tormr_core::wire::data::{
+    Deleted, RECEIPT_HEADER, SHA256_HEADER, Stored, bucket_path, job_path,
+};
 use tormr_net::body::{self, collect_limited, copy_body};
 use tormr_net::{ClientError, ErrorKind, HttpClient};
 
@@ -232,7 +234,11 @@ impl DataClient {
                         why: e.to_string(),
                     })?;
                 match (stored.complete, stored.size, stored.sha256) {
-                    (true, Some(size), Some(sha256)) => Ok(BucketMeta { size, sha256 }),
+                    (true, Some(size), Some(sha256)) => Ok(BucketMeta {
+                        size,
+                        sha256,
+                        receipt: stored.receipt,
+                    }),
                     _ => Err(DataError::Corrupt {
                         bucket: bucket.to_string(),
                         why: "the data layer did not complete the bucket".into(),
@@ -300,7 +306,11 @@ impl DataClient {
                         why: e.to_string(),
                     })?;
                 Ok(match (stored.complete, stored.size, stored.sha256) {
-                    (true, Some(size), Some(sha256)) => Some(BucketMeta { size, sha256 }),
+                    (true, Some(size), Some(sha256)) => Some(BucketMeta {
+                        size,
+                        sha256,
+                        receipt: stored.receipt,
+                    }),
                     _ => None,
                 })
             }
@@ -568,7 +578,15 @@ fn meta_from_headers(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| Digest::parse(v.trim_matches('"')))
         .ok_or_else(|| corrupt("no ETag digest"))?;
-    Ok(BucketMeta { size, sha256 })
+    let receipt = headers
+        .get(RECEIPT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Ok(BucketMeta {
+        size,
+        sha256,
+        receipt,
+    })
 }
 
 /// Splits `[0, size)` into ranges of at most `step` bytes (one empty range for size 0).

@@ -11,7 +11,7 @@ use tokio::io::AsyncReadExt;
 use tormr_core::encoding::{Digest, Hasher};
 use tormr_core::ids::{BucketId, JobId};
 use tormr_core::token::{TokenError, TokenSecret, Verb};
-use tormr_core::wire::data::{Deleted, Health, SHA256_HEADER, Stored};
+use tormr_core::wire::data::{Deleted, Health, RECEIPT_HEADER, SHA256_HEADER, Stored};
 use tormr_net::body::{self, Body, BodyError, copy_body};
 use tormr_net::{ApiError, Handler};
 
@@ -24,6 +24,9 @@ pub struct DataLayerConfig {
     pub body_idle: Duration,
     /// Ranged GETs up to this size carry the range's SHA-256.
     pub max_hashed_range: u64,
+    /// A whole bucket up to this size is taken into memory and stored in one
+    /// step (most map outputs of a small job are this size).
+    pub small_bucket_bytes: u64,
 }
 
 impl Default for DataLayerConfig {
@@ -32,6 +35,7 @@ impl Default for DataLayerConfig {
             max_bucket_bytes: 16 << 30,
             body_idle: Duration::from_secs(60),
             max_hashed_range: 64 << 20,
+            small_bucket_bytes: 1 << 20,
         }
     }
 }
@@ -120,6 +124,15 @@ impl DataLayer {
         }
     }
 
+    /// True if the request's token grants `verb` on `bucket` (counts no refusal).
+    fn grants(&self, headers: &HeaderMap, job: &JobId, bucket: &BucketId, verb: Verb) -> bool {
+        bearer(headers).is_ok_and(|token| {
+            self.secret
+                .check(token, job, Some(bucket), verb, tormr_core::unix_now())
+                .is_ok()
+        })
+    }
+
     fn check(
         &self,
         headers: &HeaderMap,
@@ -152,6 +165,8 @@ impl DataLayer {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
+        let headers_say_whole =
+            !headers.contains_key(header::CONTENT_RANGE) && declared_len.is_some();
         let (start, end, total) = match headers
             .get(header::CONTENT_RANGE)
             .and_then(|v| v.to_str().ok())
@@ -184,6 +199,9 @@ impl DataLayer {
             .map(|e| e - start)
             .unwrap_or(self.config.max_bucket_bytes);
         let body = request.into_body();
+        if headers_say_whole && limit <= self.config.small_bucket_bytes {
+            return self.put_small(job, bucket, body, limit, expected_sha).await;
+        }
         let (received, digest) = match expected_sha {
             // A range that names its digest is checked before it touches the
             // staged bucket, so a bad range can never overwrite a good one.
@@ -251,6 +269,7 @@ impl DataLayer {
                 size: Some(total),
                 complete: false,
                 sha256: None,
+                receipt: None,
             },
             Progress::Complete(meta) => {
                 self.metrics.buckets_stored.fetch_add(1, Ordering::Relaxed);
@@ -259,6 +278,7 @@ impl DataLayer {
                     size: Some(meta.size),
                     complete: true,
                     sha256: Some(meta.sha256),
+                    receipt: Some(self.secret.receipt(&job, &bucket, meta.size)),
                 }
             }
         };
@@ -271,6 +291,49 @@ impl DataLayer {
         Ok(resp)
     }
 
+    /// A whole bucket of `len` bytes small enough to hold in memory: read,
+    /// checked and stored in one step.
+    async fn put_small(
+        &self,
+        job: JobId,
+        bucket: BucketId,
+        body: Incoming,
+        len: u64,
+        expected_sha: Option<Digest>,
+    ) -> Result<Response<Body>, ApiError> {
+        let data = tormr_net::body::collect_limited(body, len, self.config.body_idle)
+            .await
+            .map_err(body_error)?;
+        if data.len() as u64 != len {
+            return Err(ApiError::bad_request(format!(
+                "the body has {} bytes; Content-Length says {len}",
+                data.len()
+            )));
+        }
+        let digest = Digest::of(&data);
+        if expected_sha.is_some_and(|expected| expected != digest) {
+            return Err(ApiError::bad_request(
+                "the body does not match its x-tormr-sha256; send it again",
+            ));
+        }
+        let meta = self
+            .store
+            .put_whole(&job, &bucket, data, digest)
+            .await
+            .map_err(store_error)?;
+        self.metrics.bytes_in.fetch_add(len, Ordering::Relaxed);
+        self.metrics.buckets_stored.fetch_add(1, Ordering::Relaxed);
+        let mut resp = body::json_body(&Stored {
+            received: meta.size,
+            size: Some(meta.size),
+            complete: true,
+            sha256: Some(meta.sha256),
+            receipt: Some(self.secret.receipt(&job, &bucket, meta.size)),
+        });
+        *resp.status_mut() = StatusCode::CREATED;
+        Ok(resp)
+    }
+
     async fn get(
         &self,
         request: Request<Incoming>,
@@ -278,7 +341,14 @@ impl DataLayer {
         bucket: BucketId,
         head: bool,
     ) -> Result<Response<Body>, ApiError> {
-        self.check(request.headers(), &job, Some(&bucket), Verb::Get)?;
+        // A writer may HEAD the bucket it writes: after a lost PUT answer
+        // that is how it learns the bucket is complete, and gets its receipt.
+        let verb = if head && self.grants(request.headers(), &job, &bucket, Verb::Put) {
+            Verb::Put
+        } else {
+            Verb::Get
+        };
+        self.check(request.headers(), &job, Some(&bucket), verb)?;
         let meta = self
             .store
             .meta(&job, &bucket)
@@ -339,6 +409,10 @@ impl DataLayer {
         if sha != Digest::default() || meta.size == 0 {
             h.insert(SHA256_HEADER, header_value(&sha.to_hex()));
         }
+        h.insert(
+            RECEIPT_HEADER,
+            header_value(&self.secret.receipt(&job, &bucket, meta.size)),
+        );
         Ok(resp)
     }
 

@@ -455,3 +455,81 @@ async fn a_download_cut_off_midway_resumes_and_verifies() {
         "the cut connection should have been replaced"
     );
 }
+
+#[tokio::test]
+async fn a_complete_bucket_comes_with_a_receipt_even_when_the_put_answer_was_lost() {
+    let f = fixture(DataLayerConfig::default()).await;
+    let src = f.file("src", b"sealed bytes");
+    let bucket = BucketId::parse("out-00001").unwrap();
+    let put = f.token("out-00001", Verb::Put);
+    let stored = f
+        .client(1)
+        .put_file(&bucket, &put, &src, no_progress())
+        .await
+        .unwrap();
+    let receipt = stored.receipt.expect("a receipt with the PUT answer");
+    assert!(f.secret.check_receipt(&receipt, &f.job, &bucket, 12));
+    // The same upload again, as after an answer lost on the way: the PUT
+    // is a conflict, the client HEADs with its PUT token, and still gets
+    // the bucket's receipt.
+    let again = f
+        .client(1)
+        .put_file(&bucket, &put, &src, no_progress())
+        .await
+        .unwrap();
+    assert_eq!(again.receipt.as_deref(), Some(receipt.as_str()));
+    // Over several lanes the range that completes the bucket carries it.
+    let big = f.file("big", &data(200 * 1024));
+    let ranged = BucketId::parse("out-00002").unwrap();
+    let stored = f
+        .client(3)
+        .put_file(
+            &ranged,
+            &f.token("out-00002", Verb::Put),
+            &big,
+            no_progress(),
+        )
+        .await
+        .unwrap();
+    let receipt = stored.receipt.expect("a receipt with the last range");
+    assert!(
+        f.secret
+            .check_receipt(&receipt, &f.job, &ranged, 200 * 1024)
+    );
+    // A PUT token reads nothing but the bucket's head.
+    let http = HttpClient::new(f.transport.clone(), f.server.address().clone()).with_bearer(&put);
+    let req = http
+        .request(http::Method::GET, "/v1/buckets/job-t/out-00001")
+        .body(body::empty())
+        .unwrap();
+    let err = http.send(req, Duration::from_secs(5)).await.unwrap_err();
+    assert!(err.to_string().contains("does not grant"), "{err}");
+}
+
+#[tokio::test]
+async fn whole_buckets_small_and_large_store_the_same_bytes() {
+    // Below the small-bucket size a PUT is stored in one step; above it, it
+    // streams to disk. Both must keep exactly the bytes sent.
+    let f = fixture(DataLayerConfig {
+        small_bucket_bytes: 64 * 1024,
+        ..DataLayerConfig::default()
+    })
+    .await;
+    for (name, len) in [("out-00001", 1000), ("out-00002", 300_000)] {
+        let bucket = BucketId::parse(name).unwrap();
+        let payload = data(len);
+        let src = f.file(name, &payload);
+        let meta = f
+            .client(1)
+            .put_file(&bucket, &f.token(name, Verb::Put), &src, no_progress())
+            .await
+            .unwrap();
+        assert_eq!(meta.sha256, Digest::of(&payload), "{name}");
+        let dst = f.files.path().join(format!("{name}.back"));
+        f.client(1)
+            .get_to_file(&bucket, &f.token(name, Verb::Get), &dst, no_progress())
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(&dst).unwrap(), payload, "{name}");
+    }
+}

@@ -2,8 +2,10 @@
 //! real data layer: each worker joins with a ticket, leases, stores a tiny
 //! output bucket, reports, and leases again until the job is done. Reports
 //! assignments per second, p50/p99 assignment latency and the process's
-//! memory; then the cost of verification with every worker at trust 0, 0.5
-//! and 0.9 (extra attempts as a share of the job's, and wall time).
+//! memory, with and without the protocol's round-trip savings (the data
+//! layer's receipts, the next task leased in the report); then the cost of
+//! verification with every worker at trust 0, 0.5 and 0.9 (extra attempts as
+//! a share of the job's, and wall time).
 //!
 //! `cargo bench --profile dev -p tormr-jobmaster --bench scale`
 //! (`TORMR_BENCH_WORKERS`, `TORMR_BENCH_TASKS` override 1000 and 20000).
@@ -125,6 +127,7 @@ struct Setup {
     request: RequestId,
     blob: std::path::PathBuf,
     data_address: tormr_net::Address,
+    secret: TokenSecret,
 }
 
 /// A job master with `tasks` map tasks over a real data layer; the workers'
@@ -170,7 +173,7 @@ async fn setup(dir: &Path, tasks: usize, workers: &[Identity], trust: f64) -> Se
         spec,
         identity: Arc::new(Identity::generate()),
         datalayer: data_server.address().clone(),
-        secret,
+        secret: secret.clone(),
         store: Arc::new(MemoryStore::new()),
         files: BTreeMap::new(),
         image: None,
@@ -214,6 +217,7 @@ async fn setup(dir: &Path, tasks: usize, workers: &[Identity], trust: f64) -> Se
         board,
         request,
         blob,
+        secret,
     }
 }
 
@@ -239,18 +243,60 @@ fn join_message(s: &Setup, worker: &Identity) -> Join {
     }
 }
 
+/// Which of the protocol's round-trip savings the simulated workers use.
+#[derive(Clone, Copy)]
+struct Shortcuts {
+    /// Pass the data layer's receipts on (else J asks the data layer).
+    receipts: bool,
+    /// Lease the next task in each report.
+    next_in_report: bool,
+    /// Store outputs on the data layer; else the simulation mints their
+    /// receipts itself, leaving J's own cost alone on the machine.
+    store: bool,
+}
+
+impl Shortcuts {
+    const ALL: Shortcuts = Shortcuts {
+        receipts: true,
+        next_in_report: true,
+        store: true,
+    };
+    const NONE: Shortcuts = Shortcuts {
+        receipts: false,
+        next_in_report: false,
+        store: true,
+    };
+
+    fn label(self) -> &'static str {
+        match (self.store, self.receipts, self.next_in_report) {
+            (false, _, _) => ", J alone (outputs not stored: receipts minted by the simulation)",
+            (true, true, true) => "",
+            (true, false, false) => ", no shortcuts (lease, PUT, report, J's HEAD)",
+            (true, true, false) => ", receipts only",
+            (true, false, true) => ", next task in report only",
+        }
+    }
+}
+
 /// Stores each output bucket and says what was written: every copy of a
 /// task gives the same answer, so checks agree.
 async fn write_outputs(
     data: &DataClient,
     blob: &Path,
     task: &TaskAssignment,
+    shortcuts: Shortcuts,
+    secret: &TokenSecret,
 ) -> Vec<WrittenBucket> {
     let mut written = Vec::new();
     for out in &task.outputs {
-        data.put_file(&out.bucket, &out.token, blob, no_progress())
-            .await
-            .unwrap();
+        let receipt = if shortcuts.store {
+            data.put_file(&out.bucket, &out.token, blob, no_progress())
+                .await
+                .unwrap()
+                .receipt
+        } else {
+            Some(secret.receipt(data.job(), &out.bucket, OUTPUT_BYTES as u64))
+        };
         let answer = Digest::of(task.attempt.task.to_string().as_bytes());
         written.push(WrittenBucket {
             partition: out.partition,
@@ -262,6 +308,7 @@ async fn write_outputs(
             },
             records: 1,
             canonical_digest: Some(answer),
+            receipt: receipt.filter(|_| shortcuts.receipts),
         });
     }
     written
@@ -272,29 +319,51 @@ async fn simulated_worker(
     data: DataClient,
     join: Join,
     blob: std::path::PathBuf,
+    shortcuts: Shortcuts,
+    secret: TokenSecret,
 ) -> WorkerTally {
     let joined: Joined = jm.call(&join).await.unwrap();
     let jm = jm.with_bearer(&joined.session);
     let mut latencies = Vec::new();
+    let mut leased: Option<TaskAssignment> = None;
     loop {
-        let asked = Instant::now();
-        let answer = jm
-            .call(&Lease {
-                wait_secs: 5,
-                running: vec![],
-            })
-            .await;
+        let answer = match leased.take() {
+            Some(task) => Ok(LeaseAnswer::Task {
+                task: Box::new(task),
+            }),
+            None => {
+                let asked = Instant::now();
+                let answer = jm
+                    .call(&Lease {
+                        wait_secs: 5,
+                        running: vec![],
+                    })
+                    .await;
+                if matches!(answer, Ok(LeaseAnswer::Task { .. })) {
+                    latencies.push(asked.elapsed());
+                }
+                answer
+            }
+        };
         match answer {
             Ok(LeaseAnswer::Task { task }) => {
-                latencies.push(asked.elapsed());
-                let outputs = write_outputs(&data, &blob, &task).await;
+                let outputs = write_outputs(&data, &blob, &task, shortcuts, &secret).await;
                 let report = Report {
                     attempt: task.attempt,
                     outcome: Outcome::Succeeded { outputs },
                     counters: Counters::default(),
                     elapsed_ms: 1,
+                    next: shortcuts.next_in_report.then(|| Lease {
+                        wait_secs: 0,
+                        running: vec![],
+                    }),
                 };
-                jm.call(&report).await.unwrap();
+                let asked = Instant::now();
+                let answer = jm.call(&report).await.unwrap();
+                if let Some(LeaseAnswer::Task { task }) = answer.next {
+                    latencies.push(asked.elapsed());
+                    leased = Some(*task);
+                }
             }
             Ok(LeaseAnswer::Wait) => {}
             Ok(LeaseAnswer::Done) => return WorkerTally { latencies },
@@ -307,7 +376,7 @@ async fn simulated_worker(
     }
 }
 
-async fn run(tasks: usize, workers: usize, trust: f64) -> Run {
+async fn run(tasks: usize, workers: usize, trust: f64, shortcuts: Shortcuts) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let identities: Vec<Identity> = (0..workers).map(|_| Identity::generate()).collect();
     let rss_before_kib = rss_kib();
@@ -335,6 +404,8 @@ async fn run(tasks: usize, workers: usize, trust: f64) -> Run {
             data,
             join_message(&s, w),
             s.blob.clone(),
+            shortcuts,
+            s.secret.clone(),
         ));
     }
     let mut latencies = Vec::new();
@@ -403,6 +474,7 @@ fn scheduler_alone(tasks: usize, workers: usize) -> (Duration, u32) {
                     },
                     records: 1,
                     canonical_digest: Some(answer),
+                    receipt: None,
                 })
                 .collect();
             let _ = s.succeed(w, &l.attempt, &written, &Counters::default(), 1);
@@ -440,12 +512,33 @@ fn main() {
         took.as_secs_f64(),
         f64::from(launched) / took.as_secs_f64()
     );
-    for trust in [1.0, 0.9, 0.5, 0.0] {
-        let r = rt.block_on(run(tasks, workers, trust));
+    let runs = [
+        (
+            1.0,
+            Shortcuts {
+                store: false,
+                ..Shortcuts::ALL
+            },
+        ),
+        (1.0, Shortcuts::NONE),
+        (1.0, Shortcuts::ALL),
+        (
+            1.0,
+            Shortcuts {
+                next_in_report: false,
+                ..Shortcuts::ALL
+            },
+        ),
+        (0.9, Shortcuts::ALL),
+        (0.5, Shortcuts::ALL),
+        (0.0, Shortcuts::ALL),
+    ];
+    for (trust, shortcuts) in runs {
+        let r = rt.block_on(run(tasks, workers, trust, shortcuts));
         let label = if trust >= 1.0 {
-            "owner's own (never checked)".to_owned()
+            format!("owner's own (never checked){}", shortcuts.label())
         } else {
-            format!("{trust}")
+            format!("{trust}{}", shortcuts.label())
         };
         println!(
             "| {label} | {} | {} | {} | {:.1}% | {:.2} | {:.0} | {:.1} | {:.1} | {:.0} → {:.0} |",

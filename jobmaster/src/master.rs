@@ -608,51 +608,56 @@ impl JobMaster {
             tokio::time::Instant::now() + Duration::from_secs(lease.wait_secs.min(MAX_WAIT_SECS));
         let mut changes = self.subscribe();
         loop {
-            let assignment = {
-                let mut s = self.sched();
-                let now = self.clock.now_ms();
-                if s.is_banned(worker) {
-                    return Err(banned());
-                }
-                if !s.is_alive(worker) {
-                    return Err(ApiError::new(
-                        http::StatusCode::UNAUTHORIZED,
-                        codes::SESSION,
-                        "this worker was dropped for silence; join again with a fresh ticket",
-                    ));
-                }
-                s.extend(worker, &lease.running, now);
-                s.assign(worker, now)
-            };
-            match assignment {
-                Assignment::Task(leased) => {
-                    self.bump();
-                    return Ok(LeaseAnswer::Task {
-                        task: Box::new(self.assignment(*leased)),
-                    });
-                }
-                Assignment::Done => {
-                    self.sessions().told_done.insert(worker);
-                    return Ok(LeaseAnswer::Done);
-                }
-                Assignment::CapReached { held, cap } => {
-                    return Err(ApiError::new(
-                        http::StatusCode::FORBIDDEN,
-                        codes::BUCKET_CAP,
-                        format!(
-                            "this worker already holds {held} of the owner's input buckets, the owner's cap is {cap}"
-                        ),
-                    ));
-                }
-                Assignment::Wait => {
-                    if tokio::time::timeout_at(deadline, changes.changed())
-                        .await
-                        .is_err()
-                    {
-                        return Ok(LeaseAnswer::Wait);
-                    }
-                }
+            if let Some(answer) = self.lease_now(worker, &lease)? {
+                return Ok(answer);
             }
+            if tokio::time::timeout_at(deadline, changes.changed())
+                .await
+                .is_err()
+            {
+                return Ok(LeaseAnswer::Wait);
+            }
+        }
+    }
+
+    /// Answers a lease at once: a task, done, or `None` when there is
+    /// nothing for this worker yet.
+    fn lease_now(&self, worker: WorkerId, lease: &Lease) -> Result<Option<LeaseAnswer>, ApiError> {
+        let assignment = {
+            let mut s = self.sched();
+            let now = self.clock.now_ms();
+            if s.is_banned(worker) {
+                return Err(banned());
+            }
+            if !s.is_alive(worker) {
+                return Err(ApiError::new(
+                    http::StatusCode::UNAUTHORIZED,
+                    codes::SESSION,
+                    "this worker was dropped for silence; join again with a fresh ticket",
+                ));
+            }
+            s.extend(worker, &lease.running, now);
+            s.assign(worker, now)
+        };
+        match assignment {
+            Assignment::Task(leased) => {
+                self.bump();
+                Ok(Some(LeaseAnswer::Task {
+                    task: Box::new(self.assignment(*leased)),
+                }))
+            }
+            Assignment::Done => {
+                self.sessions().told_done.insert(worker);
+                Ok(Some(LeaseAnswer::Done))
+            }
+            Assignment::CapReached { held, cap } => Err(ApiError::new(
+                http::StatusCode::FORBIDDEN,
+                codes::BUCKET_CAP,
+                format!(
+                    "this worker already holds {held} of the owner's input buckets, the owner's cap is {cap}"
+                ),
+            )),
+            Assignment::Wait => Ok(None),
         }
     }
 
@@ -821,27 +826,40 @@ impl JobMaster {
             }
         };
         self.record_verdicts().await?;
-        let answer = match result {
+        let mut answer = match result {
             Ok(()) => {
                 self.persist_settled().await.map_err(store_error)?;
                 ReportAnswer {
                     accepted: true,
                     note: String::new(),
+                    next: None,
                 }
             }
             Err(Rejected::LeaseLost(why)) => ReportAnswer {
                 accepted: false,
                 note: why,
+                next: None,
             },
             Err(Rejected::BadOutputs(a, why)) => {
                 let _ = self.sched().fail(worker, &report.attempt, &why, "");
                 ReportAnswer {
                     accepted: false,
                     note: format!("{a}: {why}"),
+                    next: None,
                 }
             }
         };
         self.bump();
+        if let Some(lease) = &report.next {
+            // The report is taken whatever the lease meets: a cap or a ban
+            // reaches the worker on its next plain lease.
+            answer.next = Some(
+                self.lease_now(worker, lease)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(LeaseAnswer::Wait),
+            );
+        }
         Ok(answer)
     }
 
@@ -905,11 +923,20 @@ impl JobMaster {
         Ok(())
     }
 
+    /// Checks that each claimed output is stored whole: by its receipt from
+    /// the data layer when it has a good one, else by asking the data layer.
     async fn check_stored(
         &self,
         outputs: &[tormr_core::wire::job::WrittenBucket],
     ) -> Result<(), String> {
         for out in outputs {
+            let receipted = out.receipt.as_deref().is_some_and(|r| {
+                self.secret
+                    .check_receipt(r, &self.job, &out.bucket, out.summary.sealed_bytes)
+            });
+            if receipted {
+                continue;
+            }
             let token = self.mint(&out.bucket, Verb::Get);
             let meta = self
                 .data

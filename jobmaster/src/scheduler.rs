@@ -1641,6 +1641,7 @@ mod tests {
                 },
                 records: 1,
                 canonical_digest: None,
+                receipt: None,
             })
             .collect()
     }

@@ -1,5 +1,6 @@
 //! The job master's worker API over loopback HTTP, with a real data layer:
-//! tickets, proofs, the bucket cap, body limits, and what the data layer sees.
+//! tickets, proofs, the bucket cap, body limits, what the data layer sees,
+//! and the data layer's receipts for stored outputs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -344,4 +345,174 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// Reports a map attempt done with `bytes` sealed bytes per output and the
+/// given receipt; returns J's data-layer requests made while taking it.
+async fn report_done(
+    f: &Fixture,
+    worker: &HttpClient,
+    task: &tormr_core::wire::job::TaskAssignment,
+    bytes: u64,
+    receipt: Option<String>,
+) -> u64 {
+    use tormr_core::encoding::Digest;
+    use tormr_core::seal::SealSummary;
+    use tormr_core::wire::job::{Outcome, Report, WrittenBucket};
+    let outputs = task
+        .outputs
+        .iter()
+        .map(|o| WrittenBucket {
+            partition: o.partition,
+            bucket: o.bucket.clone(),
+            summary: SealSummary {
+                plain_bytes: 1,
+                plain_digest: Some(Digest::default()),
+                sealed_bytes: bytes,
+            },
+            records: 1,
+            canonical_digest: None,
+            receipt: receipt.clone(),
+        })
+        .collect();
+    let (asked_before, _) = f.data.traffic();
+    let answer = worker
+        .call(&Report {
+            attempt: task.attempt,
+            outcome: Outcome::Succeeded { outputs },
+            counters: Default::default(),
+            elapsed_ms: 1,
+            next: None,
+        })
+        .await
+        .unwrap();
+    assert!(answer.accepted, "{}", answer.note);
+    f.data.traffic().0 - asked_before
+}
+
+#[tokio::test]
+async fn a_report_is_taken_on_the_data_layers_receipt_and_a_forged_one_proves_nothing() {
+    let f = fixture(None).await;
+    let lines: String = (0..600).map(|i| format!("line {i}\n")).collect();
+    assert!(f.upload(&lines).await >= 4, "need four tasks");
+    let me = Identity::generate();
+    let joined = f.client().call(&f.join(f.ticket(&me), &me)).await.unwrap();
+    let worker = f.client().with_bearer(&joined.session);
+    let worker_data = DataClient::new(
+        vec![HttpClient::new(
+            f.transport.clone(),
+            f._data.address().clone(),
+        )],
+        f.jm.job().clone(),
+    );
+    let lease = async || match worker
+        .call(&Lease {
+            wait_secs: 0,
+            running: vec![],
+        })
+        .await
+        .unwrap()
+    {
+        LeaseAnswer::Task { task } => *task,
+        other => panic!("expected a task, got {other:?}"),
+    };
+    let blob = f.dir.path().join("blob");
+    std::fs::write(&blob, b"sealed").unwrap();
+
+    // Nothing stored, a receipt minted with another secret: J asks the data
+    // layer, which holds nothing, and the attempt fails.
+    let task = lease().await;
+    let out = &task.outputs[0];
+    let forged = TokenSecret::random().receipt(f.jm.job(), &out.bucket, 6);
+    assert_eq!(report_done(&f, &worker, &task, 6, Some(forged)).await, 1);
+    assert_eq!(f.jm.attempt_tally().failed, 1);
+
+    // Stored, with the data layer's receipt: J takes it without asking.
+    let task = lease().await;
+    let out = &task.outputs[0];
+    let stored = worker_data
+        .put_file(&out.bucket, &out.token, &blob, no_progress())
+        .await
+        .unwrap();
+    let receipt = stored.receipt.expect("the data layer hands out a receipt");
+    // A good receipt for another size is no proof of this report's claim.
+    assert_eq!(
+        report_done(&f, &worker, &task, 7, Some(receipt.clone())).await,
+        1
+    );
+    assert_eq!(f.jm.attempt_tally().failed, 2, "7 bytes are not stored");
+    let task = lease().await;
+    let out = &task.outputs[0];
+    let stored = worker_data
+        .put_file(&out.bucket, &out.token, &blob, no_progress())
+        .await
+        .unwrap();
+    assert_eq!(report_done(&f, &worker, &task, 6, stored.receipt).await, 0);
+
+    // Stored, no receipt (an older worker): J asks, and takes it.
+    let task = lease().await;
+    let out = &task.outputs[0];
+    worker_data
+        .put_file(&out.bucket, &out.token, &blob, no_progress())
+        .await
+        .unwrap();
+    assert_eq!(report_done(&f, &worker, &task, 6, None).await, 1);
+    assert_eq!(f.jm.attempt_tally().failed, 2);
+}
+
+#[tokio::test]
+async fn a_report_leases_the_next_task_in_the_same_round_trip() {
+    use tormr_core::wire::job::{Outcome, Report};
+    let f = fixture(None).await;
+    let lines: String = (0..600).map(|i| format!("line {i}\n")).collect();
+    let buckets = f.upload(&lines).await;
+    assert!(buckets >= 3, "need three tasks");
+    let me = Identity::generate();
+    let joined = f.client().call(&f.join(f.ticket(&me), &me)).await.unwrap();
+    let worker = f.client().with_bearer(&joined.session);
+    let first = match worker
+        .call(&Lease {
+            wait_secs: 0,
+            running: vec![],
+        })
+        .await
+        .unwrap()
+    {
+        LeaseAnswer::Task { task } => *task,
+        other => panic!("expected a task, got {other:?}"),
+    };
+    // A failed attempt is reported too; its report leases the next task.
+    let failed = |attempt, next| Report {
+        attempt,
+        outcome: Outcome::Failed {
+            reason: "test".into(),
+            exit_code: Some(1),
+            stderr_tail: String::new(),
+        },
+        counters: Default::default(),
+        elapsed_ms: 1,
+        next,
+    };
+    let answer = worker
+        .call(&failed(
+            first.attempt,
+            Some(Lease {
+                wait_secs: 0,
+                running: vec![],
+            }),
+        ))
+        .await
+        .unwrap();
+    assert!(answer.accepted, "{}", answer.note);
+    let second = match answer.next {
+        Some(LeaseAnswer::Task { task }) => *task,
+        other => panic!("expected the next task in the answer, got {other:?}"),
+    };
+    assert_ne!(second.attempt, first.attempt);
+    assert_eq!(f.jm.attempt_tally().launched, 2);
+    // Without a lease in it, a report leases nothing.
+    let answer = worker.call(&failed(second.attempt, None)).await.unwrap();
+    assert!(answer.accepted, "{}", answer.note);
+    assert!(answer.next.is_none());
+    assert_eq!(f.jm.attempt_tally().launched, 2);
 }

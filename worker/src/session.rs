@@ -3,7 +3,9 @@
 //!
 //! A fetcher leases the next task and downloads its inputs while the runners
 //! work on the current ones (one task of prefetch), and a heartbeat keeps the
-//! leases alive and tells the worker which attempts to abandon.
+//! leases alive and tells the worker which attempts to abandon. A runner
+//! that finds no prefetched task waiting asks for its next one in the report
+//! it sends, saving a round trip per task when tasks are short.
 
 use crate::config::WorkerConfig;
 use crate::executor::Executor;
@@ -19,7 +21,7 @@ use tormr_core::counters::Counters;
 use tormr_core::ids::AttemptId;
 use tormr_core::wire::codes;
 use tormr_core::wire::job::{
-    Heartbeat, Joined, Lease, LeaseAnswer, Outcome, Report, TaskAssignment,
+    Heartbeat, Joined, Lease, LeaseAnswer, Outcome, Report, TaskAssignment, WrittenBucket,
 };
 use tormr_datalayer::DataClient;
 use tormr_datalayer::client::no_progress;
@@ -42,9 +44,12 @@ struct Ready {
     task: TaskAssignment,
     inputs: Vec<PathBuf>,
     cancel: CancellationToken,
-    /// Held until the task is finished: bounds leases to slots + 1.
-    _slot: tokio::sync::OwnedSemaphorePermit,
+    /// Held until the task is finished (or handed to the task leased in its
+    /// report): bounds leases to slots + 1.
+    slot: tokio::sync::OwnedSemaphorePermit,
 }
+
+type Queue = Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Ready>>>;
 
 type Running = Arc<Mutex<BTreeMap<AttemptId, CancellationToken>>>;
 
@@ -212,38 +217,10 @@ async fn fetcher(shared: Arc<Shared>, tx: tokio::sync::mpsc::Sender<Ready>) -> O
             Ok(LeaseAnswer::Task { task }) => {
                 failing_since = None;
                 standing.reset();
-                let cancel = shared.end.child_token();
-                shared
-                    .running
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(task.attempt, cancel.clone());
-                match download_inputs(&shared, &task).await {
-                    Ok(inputs) => {
-                        if tx
-                            .send(Ready {
-                                task: *task,
-                                inputs,
-                                cancel,
-                                _slot: slot,
-                            })
-                            .await
-                            .is_err()
-                        {
-                            return None;
-                        }
-                    }
-                    Err(why) => {
-                        let failed = TaskFailed {
-                            reason: why,
-                            exit_code: None,
-                            stderr_tail: String::new(),
-                            counters: Counters::default(),
-                            cancelled: false,
-                        };
-                        report_failure(&shared, &task, failed, 0).await;
-                        shared.forget(&task.attempt);
-                    }
+                if let Some(ready) = take_on(&shared, *task, slot).await
+                    && tx.send(ready).await.is_err()
+                {
+                    return None;
                 }
             }
             Ok(LeaseAnswer::Wait) => {
@@ -282,6 +259,41 @@ async fn fetcher(shared: Arc<Shared>, tx: tokio::sync::mpsc::Sender<Ready>) -> O
     }
 }
 
+/// Registers a leased task as running and downloads its inputs; a failed
+/// download is reported and the task dropped.
+async fn take_on(
+    shared: &Shared,
+    task: TaskAssignment,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) -> Option<Ready> {
+    let cancel = shared.end.child_token();
+    shared
+        .running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(task.attempt, cancel.clone());
+    match download_inputs(shared, &task).await {
+        Ok(inputs) => Some(Ready {
+            task,
+            inputs,
+            cancel,
+            slot,
+        }),
+        Err(why) => {
+            let failed = TaskFailed {
+                reason: why,
+                exit_code: None,
+                stderr_tail: String::new(),
+                counters: Counters::default(),
+                cancelled: false,
+            };
+            report_failure(shared, &task, failed, 0, false).await;
+            shared.forget(&task.attempt);
+            None
+        }
+    }
+}
+
 async fn download_inputs(shared: &Shared, task: &TaskAssignment) -> Result<Vec<PathBuf>, String> {
     let dir = shared.dir.join("in").join(task.attempt.to_string());
     tokio::fs::create_dir_all(&dir)
@@ -300,23 +312,39 @@ async fn download_inputs(shared: &Shared, task: &TaskAssignment) -> Result<Vec<P
     Ok(paths)
 }
 
-async fn runner(
-    shared: Arc<Shared>,
-    rx: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Ready>>>,
-) {
+async fn runner(shared: Arc<Shared>, queue: Queue) {
     loop {
         let next = {
-            let mut rx = rx.lock().await;
+            let mut rx = queue.lock().await;
             rx.recv().await
         };
-        let Some(ready) = next else { return };
-        let attempt = ready.task.attempt;
-        run_one(&shared, ready).await;
-        shared.forget(&attempt);
+        let Some(mut ready) = next else { return };
+        // Tasks leased in this runner's reports run here, on the same slot.
+        loop {
+            let attempt = ready.task.attempt;
+            let leased = run_one(&shared, &ready, &queue).await;
+            shared.forget(&attempt);
+            let Some(task) = leased else { break };
+            match take_on(&shared, task, ready.slot).await {
+                Some(next) => ready = next,
+                None => break,
+            }
+        }
     }
 }
 
-async fn run_one(shared: &Arc<Shared>, ready: Ready) {
+/// True when no prefetched task waits for a runner: only then does a
+/// report lease the next task (a waiting one would otherwise be passed over).
+fn nothing_queued(queue: &Queue) -> bool {
+    match queue.try_lock() {
+        Ok(rx) => rx.is_empty(),
+        // Another runner is waiting on the queue, so it is empty.
+        Err(_) => true,
+    }
+}
+
+/// Runs one task and reports it; returns the task leased in the report, if any.
+async fn run_one(shared: &Arc<Shared>, ready: &Ready, queue: &Queue) -> Option<TaskAssignment> {
     let attempt = ready.task.attempt;
     let work = shared.dir.join("work").join(attempt.to_string());
     let scratch = work.join(".tormr-tmp");
@@ -377,20 +405,25 @@ async fn run_one(shared: &Arc<Shared>, ready: Ready) {
         Ok(done) => {
             if ready.cancel.is_cancelled() {
                 let _ = tokio::fs::remove_dir_all(&staging).await;
-                return;
+                return None;
             }
             let mut outputs = Vec::with_capacity(done.written.len());
             let mut upload_error = None;
             for ((written, path), slot) in done.written.iter().zip(&ready.task.outputs) {
-                if let Err(e) = shared
+                match shared
                     .data
                     .put_file(&written.bucket, &slot.token, path, no_progress())
                     .await
                 {
-                    upload_error = Some(format!("uploading {}: {e}", written.bucket));
-                    break;
+                    Ok(stored) => outputs.push(WrittenBucket {
+                        receipt: stored.receipt,
+                        ..written.clone()
+                    }),
+                    Err(e) => {
+                        upload_error = Some(format!("uploading {}: {e}", written.bucket));
+                        break;
+                    }
                 }
-                outputs.push(written.clone());
             }
             let _ = tokio::fs::remove_dir_all(&staging).await;
             match upload_error {
@@ -399,16 +432,14 @@ async fn run_one(shared: &Arc<Shared>, ready: Ready) {
                     shared
                         .tasks_done
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    send_report(
-                        shared,
-                        Report {
-                            attempt,
-                            outcome: Outcome::Succeeded { outputs },
-                            counters: done.counters,
-                            elapsed_ms: elapsed,
-                        },
-                    )
-                    .await;
+                    let report = Report {
+                        attempt,
+                        outcome: Outcome::Succeeded { outputs },
+                        counters: done.counters,
+                        elapsed_ms: elapsed,
+                        next: None,
+                    };
+                    send_report(shared, report, nothing_queued(queue)).await
                 }
                 Some(why) => {
                     let failed = TaskFailed {
@@ -418,7 +449,8 @@ async fn run_one(shared: &Arc<Shared>, ready: Ready) {
                         counters: done.counters,
                         cancelled: false,
                     };
-                    report_failure(shared, &ready.task, failed, elapsed).await;
+                    let ask = nothing_queued(queue);
+                    report_failure(shared, &ready.task, failed, elapsed, ask).await
                 }
             }
         }
@@ -426,10 +458,11 @@ async fn run_one(shared: &Arc<Shared>, ready: Ready) {
             let _ = tokio::fs::remove_dir_all(&staging).await;
             if failed.cancelled || ready.cancel.is_cancelled() {
                 tracing::debug!("task {attempt} abandoned");
-                return;
+                return None;
             }
             tracing::info!("task {attempt} failed: {}", failed.reason);
-            report_failure(shared, &ready.task, failed, elapsed).await;
+            let ask = nothing_queued(queue);
+            report_failure(shared, &ready.task, failed, elapsed, ask).await
         }
     }
 }
@@ -439,7 +472,8 @@ async fn report_failure(
     task: &TaskAssignment,
     failed: TaskFailed,
     elapsed_ms: u64,
-) {
+    ask_next: bool,
+) -> Option<TaskAssignment> {
     let report = Report {
         attempt: task.attempt,
         outcome: Outcome::Failed {
@@ -449,18 +483,40 @@ async fn report_failure(
         },
         counters: failed.counters,
         elapsed_ms,
+        next: None,
     };
-    send_report(shared, report).await;
+    send_report(shared, report, ask_next).await
 }
 
-async fn send_report(shared: &Shared, report: Report) {
+/// Sends a report; with `ask_next`, leases the slot's next task in it and
+/// returns that task when the job master had one ready.
+async fn send_report(
+    shared: &Shared,
+    mut report: Report,
+    ask_next: bool,
+) -> Option<TaskAssignment> {
     let attempt = report.attempt;
+    if ask_next && !shared.end.is_cancelled() {
+        report.next = Some(Lease {
+            wait_secs: 0,
+            running: shared.running_ids(),
+        });
+    }
     match with_retries(6, || shared.jm.call(&report)).await {
-        Ok(answer) if !answer.accepted => {
-            tracing::info!("report for {attempt} not taken: {}", answer.note)
+        Ok(answer) => {
+            if !answer.accepted {
+                tracing::info!("report for {attempt} not taken: {}", answer.note)
+            }
+            match answer.next {
+                Some(LeaseAnswer::Task { task }) => Some(*task),
+                // Waiting and the job's end are the fetcher's to learn.
+                _ => None,
+            }
         }
-        Ok(_) => {}
-        Err(e) => tracing::warn!("could not report {attempt}: {e}"),
+        Err(e) => {
+            tracing::warn!("could not report {attempt}: {e}");
+            None
+        }
     }
 }
 

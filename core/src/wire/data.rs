@@ -5,7 +5,8 @@
 //!   `Content-Range: bytes A-B/TOTAL` uploads one range (resumable, parallel),
 //!   optional `x-tormr-sha256` checks the body. Answers [`Stored`].
 //! - `GET|HEAD /v1/buckets/{job}/{bucket}`: read it, with optional
-//!   `Range: bytes=A-B`; `x-tormr-sha256` gives the whole bucket's digest.
+//!   `Range: bytes=A-B`; `x-tormr-sha256` gives the whole bucket's digest,
+//!   `x-tormr-receipt` the data layer's receipt for it.
 //! - `DELETE /v1/jobs/{job}`: delete every bucket of a job (delete token).
 //! - `GET /v1/health`.
 //!
@@ -17,6 +18,9 @@ use serde::{Deserialize, Serialize};
 
 /// Header with the SHA-256 of a body or of a whole stored bucket.
 pub const SHA256_HEADER: &str = "x-tormr-sha256";
+
+/// Header of a HEAD or GET answer with the data layer's receipt for the bucket.
+pub const RECEIPT_HEADER: &str = "x-tormr-receipt";
 
 pub fn bucket_path(job: &JobId, bucket: &BucketId) -> String {
     format!("/v1/buckets/{job}/{bucket}")
@@ -37,6 +41,10 @@ pub struct Stored {
     pub complete: bool,
     /// Digest of the whole bucket once complete.
     pub sha256: Option<Digest>,
+    /// Once complete, the data layer's signed word that it holds the bucket
+    /// (see `token::TokenSecret::receipt`), for the worker's report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<String>,
 }
 
 /// Answer to a job delete.

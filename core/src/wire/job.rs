@@ -194,6 +194,10 @@ pub struct WrittenBucket {
     /// could not afford the sort (then the plaintext digest is compared).
     #[serde(default)]
     pub canonical_digest: Option<Digest>,
+    /// The data layer's receipt for the stored bucket: with it the job
+    /// master need not ask the data layer whether the bucket is there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -217,6 +221,11 @@ pub struct Report {
     pub outcome: Outcome,
     pub counters: Counters,
     pub elapsed_ms: u64,
+    /// The reporting slot is free: lease its next task in the same round
+    /// trip, as Hadoop's heartbeats carry new tasks back. The lease's wait is
+    /// ignored (a report never waits); the answer's `next` holds the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<Lease>,
 }
 
 impl Call for Report {
@@ -232,6 +241,10 @@ pub struct ReportAnswer {
     /// Whether the job master took the result (false: the lease was lost).
     pub accepted: bool,
     pub note: String,
+    /// The answer to the report's `next` lease: a task, `wait` (nothing
+    /// ready now: lease as usual) or `done`. Absent when none was asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<LeaseAnswer>,
 }
 
 /// `GET /v1/status`: the job as its owner sees it.

@@ -380,6 +380,7 @@ impl SealTo<'_> {
                 summary,
                 records,
                 canonical_digest,
+                receipt: None,
             },
             path,
         ))
