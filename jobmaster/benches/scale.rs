@@ -8,7 +8,8 @@
 //! a share of the job's, and wall time).
 //!
 //! `cargo bench --profile dev -p tormr-jobmaster --bench scale`
-//! (`TORMR_BENCH_WORKERS`, `TORMR_BENCH_TASKS` override 1000 and 20000).
+//! (`TORMR_BENCH_WORKERS`, `TORMR_BENCH_TASKS` override 1000 and 20000;
+//! `TORMR_BENCH_ONLY=LABEL` runs only the row so labelled, for profiling).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -533,13 +534,17 @@ fn main() {
         (0.5, Shortcuts::ALL),
         (0.0, Shortcuts::ALL),
     ];
+    let only = std::env::var("TORMR_BENCH_ONLY").ok();
     for (trust, shortcuts) in runs {
-        let r = rt.block_on(run(tasks, workers, trust, shortcuts));
         let label = if trust >= 1.0 {
             format!("owner's own (never checked){}", shortcuts.label())
         } else {
             format!("{trust}{}", shortcuts.label())
         };
+        if only.as_ref().is_some_and(|o| label != *o) {
+            continue;
+        }
+        let r = rt.block_on(run(tasks, workers, trust, shortcuts));
         println!(
             "| {label} | {} | {} | {} | {:.1}% | {:.2} | {:.0} | {:.1} | {:.1} | {:.0} → {:.0} |",
             r.tasks,
