@@ -201,6 +201,27 @@ enum Phase {
     Reduce,
 }
 
+/// Every task of `phase` of step `step` before `index` has an answer, so a
+/// scan for open work can start there. Answers are forgotten only by
+/// `Scheduler::invalidate`, which resets it; otherwise it only moves forward,
+/// and a long job's scans stay short instead of passing every finished task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ScanFrom {
+    step: usize,
+    phase: Phase,
+    index: usize,
+}
+
+impl Default for ScanFrom {
+    fn default() -> Self {
+        ScanFrom {
+            step: 0,
+            phase: Phase::Map,
+            index: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Step {
     reduces: u32,
@@ -318,6 +339,8 @@ pub struct Scheduler {
     limits: JobLimits,
     steps: Vec<Step>,
     current: usize,
+    /// Where scans of the current phase for open work start.
+    scan_from: ScanFrom,
     workers: BTreeMap<WorkerId, WorkerState>,
     state: JobState,
     counters: Counters,
@@ -352,6 +375,7 @@ impl Scheduler {
             limits: spec.limits.clone(),
             steps,
             current: 0,
+            scan_from: ScanFrom::default(),
             workers: BTreeMap::new(),
             state: JobState::Running,
             counters: Counters::default(),
@@ -553,12 +577,13 @@ impl Scheduler {
         if let Some(leased) = self.ringer_for(worker, now) {
             return Assignment::Task(Box::new(leased));
         }
+        let from = self.scan_start(phase);
         let Some(step) = self.steps.get(self.current) else {
             return Assignment::Done;
         };
         let mut capped = false;
         let mut chosen = None;
-        for (i, task) in self.in_ringer_order(step.tasks(phase), worker) {
+        for (i, task) in self.in_ringer_order(step.tasks(phase), worker, from) {
             if !self.open_for(task, worker) {
                 continue;
             }
@@ -623,14 +648,18 @@ impl Scheduler {
     /// The tasks in the order `worker` should consider them: the owner's
     /// workers answer ringers first; volunteers take one only when nothing
     /// else is left (and it then stops being a ringer).
+    /// Tasks before `from` all have answers and are skipped, unless ringers
+    /// are on (an answered ringer is still handed to volunteers).
     fn in_ringer_order<'t>(
         &self,
         tasks: &'t [Task],
         worker: WorkerId,
+        from: usize,
     ) -> impl Iterator<Item = (usize, &'t Task)> + 't {
         let first = self.trusted(worker);
         let ringers = self.limits.verify.ringers > 0;
-        let tasks = tasks.iter().enumerate();
+        let from = if ringers { 0 } else { from };
+        let tasks = tasks.iter().enumerate().skip(from);
         tasks
             .clone()
             .filter(move |(_, t)| !ringers || t.ringer == first)
@@ -693,6 +722,38 @@ impl Scheduler {
         }
     }
 
+    /// The first task of the current step's `phase` that may lack an
+    /// answer, moving the scan start past newly answered ones.
+    fn scan_start(&mut self, phase: Phase) -> usize {
+        let here = (self.current, phase);
+        if (self.scan_from.step, self.scan_from.phase) != here {
+            self.scan_from = ScanFrom {
+                step: here.0,
+                phase,
+                index: 0,
+            };
+        }
+        let Some(step) = self.steps.get(self.current) else {
+            return 0;
+        };
+        let tasks = step.tasks(phase);
+        let mut i = self.scan_from.index.min(tasks.len());
+        while tasks.get(i).is_some_and(|t| t.result.is_some()) {
+            i += 1;
+        }
+        self.scan_from.index = i;
+        i
+    }
+
+    /// Where the last scan of `phase` started, without moving it.
+    fn scan_hint(&self, phase: Phase) -> usize {
+        if (self.scan_from.step, self.scan_from.phase) == (self.current, phase) {
+            self.scan_from.index
+        } else {
+            0
+        }
+    }
+
     /// A running task worth backing up on an idle `worker`, if any.
     fn straggler(&self, worker: WorkerId, phase: Phase, now: u64) -> Option<usize> {
         let w = self.workers.get(&worker)?;
@@ -701,7 +762,10 @@ impl Scheduler {
         }
         let step = self.steps.get(self.current)?;
         let tasks = step.tasks(phase);
-        if tasks.iter().any(Task::is_pending) || (phase == Phase::Map && !step.inputs_closed) {
+        let from = self.scan_hint(phase).min(tasks.len());
+        if tasks[from..].iter().any(Task::is_pending)
+            || (phase == Phase::Map && !step.inputs_closed)
+        {
             return None;
         }
         let mut times: Vec<u64> = tasks
@@ -711,8 +775,8 @@ impl Scheduler {
         if times.is_empty() {
             return None;
         }
-        times.sort_unstable();
-        let median = times[times.len() / 2];
+        let middle = times.len() / 2;
+        let (_, &mut median, _) = times.select_nth_unstable(middle);
         let threshold = (median * self.config.speculate_factor).max(self.config.speculate_after_ms);
         tasks
             .iter()
@@ -1109,6 +1173,7 @@ impl Scheduler {
             t.result_by = None;
             t.verified = false;
         }
+        self.scan_from.index = 0;
         self.forgotten.push(id);
         self.tally.recomputed += 1;
         if consumed {
@@ -1172,13 +1237,16 @@ impl Scheduler {
         if self.state != JobState::Running || !self.workers.values().any(|w| w.alive) {
             return;
         }
+        let Some(phase) = self.steps.get(self.current).map(Step::phase) else {
+            return;
+        };
+        let from = self.scan_start(phase);
         let Some(step) = self.steps.get(self.current) else {
             return;
         };
-        let phase = step.phase();
         // Called on every assignment: cheap unless some check is waiting.
         let waiting = || {
-            step.tasks(phase)
+            step.tasks(phase)[from..]
                 .iter()
                 .filter(|t| t.check.is_some() && t.is_pending())
         };
@@ -1919,6 +1987,38 @@ mod tests {
         assert!(s.is_banned(0), "the liar was caught: {:?}", s.tally());
         assert!(all_answers_honest(&s), "its lies were all recomputed");
         assert!(s.tally().recomputed > 0 || s.tally().disputes > 0);
+    }
+
+    #[test]
+    fn answers_forgotten_behind_the_scan_start_are_handed_out_again() {
+        // Worker 0's answers to the first two maps are taken unchecked; by
+        // the time worker 1 leases the third, scans start past them. A ban
+        // then forgets them, and they must be found again.
+        let policy = tormr_core::spec::VerifyPolicy {
+            p_min_ppm: 0,
+            ..Default::default()
+        };
+        let mut s = verifying(&[0], policy);
+        let volunteer = Standing {
+            trust: 1.0,
+            trusted: false,
+        };
+        s.join_as(0, 0, volunteer);
+        s.join_as(1, 0, volunteer);
+        for i in 0..3 {
+            s.add_input(input(i));
+        }
+        s.close_input();
+        for now in 1..3 {
+            let l = take(&mut s, 0, now).unwrap();
+            s.succeed(0, &l.attempt, &answer(&l, false), &Counters::default(), 5)
+                .unwrap();
+        }
+        let third = take(&mut s, 1, 3).unwrap();
+        assert_eq!(third.attempt.task.index, 2);
+        s.ban(0);
+        let again = take(&mut s, 1, 4).expect("a forgotten answer is open work");
+        assert_eq!(again.attempt.task.index, 0);
     }
 
     #[test]
