@@ -148,6 +148,21 @@ pub enum ResumeError {
     Store(#[from] StoreError),
 }
 
+/// Refuses a worker that was banned or dropped for silence.
+fn still_in(s: &Scheduler, worker: WorkerId) -> Result<(), ApiError> {
+    if s.is_banned(worker) {
+        return Err(banned());
+    }
+    if !s.is_alive(worker) {
+        return Err(ApiError::new(
+            http::StatusCode::UNAUTHORIZED,
+            codes::SESSION,
+            "this worker was dropped for silence; join again with a fresh ticket",
+        ));
+    }
+    Ok(())
+}
+
 fn store_error(e: StoreError) -> ApiError {
     ApiError::internal("the job store", e)
 }
@@ -626,16 +641,7 @@ impl JobMaster {
         let assignment = {
             let mut s = self.sched();
             let now = self.clock.now_ms();
-            if s.is_banned(worker) {
-                return Err(banned());
-            }
-            if !s.is_alive(worker) {
-                return Err(ApiError::new(
-                    http::StatusCode::UNAUTHORIZED,
-                    codes::SESSION,
-                    "this worker was dropped for silence; join again with a fresh ticket",
-                ));
-            }
+            still_in(&s, worker)?;
             s.extend(worker, &lease.running, now);
             s.assign(worker, now)
         };
@@ -755,16 +761,7 @@ impl JobMaster {
     pub async fn heartbeat(&self, token: &str, hb: Heartbeat) -> Result<HeartbeatAnswer, ApiError> {
         let worker = self.session(token)?;
         let mut s = self.sched();
-        if s.is_banned(worker) {
-            return Err(banned());
-        }
-        if !s.is_alive(worker) {
-            return Err(ApiError::new(
-                http::StatusCode::UNAUTHORIZED,
-                codes::SESSION,
-                "this worker was dropped for silence; join again with a fresh ticket",
-            ));
-        }
+        still_in(&s, worker)?;
         let cancel = s.heartbeat(worker, &hb.running, self.clock.now_ms());
         Ok(HeartbeatAnswer {
             cancel,
