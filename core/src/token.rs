@@ -203,9 +203,24 @@ impl TokenSecret {
         verb: Verb,
         now: u64,
     ) -> Result<Capability, TokenError> {
+        self.check_any(token, job, bucket, &[verb], now)
+    }
+
+    /// Checks that `token` grants one of `verbs` (the first is named if it
+    /// grants none) on `bucket` of `job` at time `now`.
+    pub fn check_any(
+        &self,
+        token: &str,
+        job: &JobId,
+        bucket: Option<&BucketId>,
+        verbs: &[Verb],
+        now: u64,
+    ) -> Result<Capability, TokenError> {
         let cap = self.verify(token, now)?;
-        if &cap.job != job || cap.bucket.as_ref() != bucket || cap.verb != verb {
-            return Err(TokenError::WrongScope { verb });
+        if &cap.job != job || cap.bucket.as_ref() != bucket || !verbs.contains(&cap.verb) {
+            return Err(TokenError::WrongScope {
+                verb: verbs.first().copied().unwrap_or(cap.verb),
+            });
         }
         Ok(cap)
     }

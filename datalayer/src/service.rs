@@ -1,6 +1,6 @@
 //! The data layer's HTTP handler: token checks, ranged uploads and downloads.
 
-use crate::store::{BucketStore, Progress, StoreIoError};
+use crate::store::{BucketMeta, BucketStore, Progress, StoreIoError};
 use async_trait::async_trait;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -124,15 +124,6 @@ impl DataLayer {
         }
     }
 
-    /// True if the request's token grants `verb` on `bucket` (counts no refusal).
-    fn grants(&self, headers: &HeaderMap, job: &JobId, bucket: &BucketId, verb: Verb) -> bool {
-        bearer(headers).is_ok_and(|token| {
-            self.secret
-                .check(token, job, Some(bucket), verb, tormr_core::unix_now())
-                .is_ok()
-        })
-    }
-
     fn check(
         &self,
         headers: &HeaderMap,
@@ -140,9 +131,20 @@ impl DataLayer {
         bucket: Option<&BucketId>,
         verb: Verb,
     ) -> Result<(), ApiError> {
+        self.check_any(headers, job, bucket, &[verb])
+    }
+
+    /// Refuses a request whose token grants none of `verbs` on `bucket`.
+    fn check_any(
+        &self,
+        headers: &HeaderMap,
+        job: &JobId,
+        bucket: Option<&BucketId>,
+        verbs: &[Verb],
+    ) -> Result<(), ApiError> {
         let token = bearer(headers)?;
         self.secret
-            .check(token, job, bucket, verb, tormr_core::unix_now())
+            .check_any(token, job, bucket, verbs, tormr_core::unix_now())
             .map(|_| ())
             .map_err(|e| {
                 self.metrics.refused.fetch_add(1, Ordering::Relaxed);
@@ -271,16 +273,7 @@ impl DataLayer {
                 sha256: None,
                 receipt: None,
             },
-            Progress::Complete(meta) => {
-                self.metrics.buckets_stored.fetch_add(1, Ordering::Relaxed);
-                Stored {
-                    received: meta.size,
-                    size: Some(meta.size),
-                    complete: true,
-                    sha256: Some(meta.sha256),
-                    receipt: Some(self.secret.receipt(&job, &bucket, meta.size)),
-                }
-            }
+            Progress::Complete(meta) => self.completed(&job, &bucket, &meta),
         };
         let mut resp = body::json_body(&stored);
         *resp.status_mut() = if stored.complete {
@@ -289,6 +282,18 @@ impl DataLayer {
             StatusCode::ACCEPTED
         };
         Ok(resp)
+    }
+
+    /// The answer for an upload that completed `bucket` (counted as stored).
+    fn completed(&self, job: &JobId, bucket: &BucketId, meta: &BucketMeta) -> Stored {
+        self.metrics.buckets_stored.fetch_add(1, Ordering::Relaxed);
+        Stored {
+            received: meta.size,
+            size: Some(meta.size),
+            complete: true,
+            sha256: Some(meta.sha256),
+            receipt: Some(self.secret.receipt(job, bucket, meta.size)),
+        }
     }
 
     /// A whole bucket of `len` bytes small enough to hold in memory: read,
@@ -322,14 +327,7 @@ impl DataLayer {
             .await
             .map_err(store_error)?;
         self.metrics.bytes_in.fetch_add(len, Ordering::Relaxed);
-        self.metrics.buckets_stored.fetch_add(1, Ordering::Relaxed);
-        let mut resp = body::json_body(&Stored {
-            received: meta.size,
-            size: Some(meta.size),
-            complete: true,
-            sha256: Some(meta.sha256),
-            receipt: Some(self.secret.receipt(&job, &bucket, meta.size)),
-        });
+        let mut resp = body::json_body(&self.completed(&job, &bucket, &meta));
         *resp.status_mut() = StatusCode::CREATED;
         Ok(resp)
     }
@@ -343,12 +341,12 @@ impl DataLayer {
     ) -> Result<Response<Body>, ApiError> {
         // A writer may HEAD the bucket it writes: after a lost PUT answer
         // that is how it learns the bucket is complete, and gets its receipt.
-        let verb = if head && self.grants(request.headers(), &job, &bucket, Verb::Put) {
-            Verb::Put
+        let verbs: &[Verb] = if head {
+            &[Verb::Get, Verb::Put]
         } else {
-            Verb::Get
+            &[Verb::Get]
         };
-        self.check(request.headers(), &job, Some(&bucket), verb)?;
+        self.check_any(request.headers(), &job, Some(&bucket), verbs)?;
         let meta = self
             .store
             .meta(&job, &bucket)

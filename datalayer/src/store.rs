@@ -94,36 +94,16 @@ pub trait BucketStore: Send + Sync + 'static {
         total: u64,
         whole: Option<Digest>,
     ) -> Result<Progress, StoreIoError>;
-    /// Stores a small bucket sent whole, whose `digest` is known: as
-    /// [`stage`](Self::stage) then [`commit`](Self::commit), which a backend
-    /// may do in one step.
+    /// Stores a small bucket sent whole, whose `digest` is known, in one
+    /// step: what [`stage`](Self::stage) then [`commit`](Self::commit) of the
+    /// whole range would do.
     async fn put_whole(
         &self,
         job: &JobId,
         bucket: &BucketId,
         data: bytes::Bytes,
         digest: Digest,
-    ) -> Result<BucketMeta, StoreIoError> {
-        let total = data.len() as u64;
-        let mut writer = self.stage(job, bucket, 0, Some(total)).await?;
-        tokio::io::AsyncWriteExt::write_all(&mut writer, &data)
-            .await
-            .map_err(io_err("writing an upload"))?;
-        tokio::io::AsyncWriteExt::flush(&mut writer)
-            .await
-            .map_err(io_err("writing an upload"))?;
-        drop(writer);
-        match self
-            .commit(job, bucket, 0, total, total, Some(digest))
-            .await?
-        {
-            Progress::Complete(meta) => Ok(meta),
-            Progress::Partial { .. } => Err(StoreIoError::Mismatch {
-                bucket: bucket.to_string(),
-                why: "a whole upload left the bucket incomplete".into(),
-            }),
-        }
-    }
+    ) -> Result<BucketMeta, StoreIoError>;
     /// Removes every bucket of a job; returns how many finished buckets went.
     async fn delete_job(&self, job: &JobId) -> Result<u64, StoreIoError>;
 }
@@ -240,6 +220,20 @@ impl BucketFiles {
             Ok(raw) => Ok(serde_json::from_slice(&raw).ok()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err("reading upload state")(e)),
+        }
+    }
+
+    /// The upload in progress, if any, refusing one of another size.
+    fn staging_of(&self, bucket: &BucketId, total: u64) -> Result<Option<Staging>, StoreIoError> {
+        match self.staging()? {
+            Some(staging) if staging.total != total => Err(StoreIoError::Mismatch {
+                bucket: bucket.to_string(),
+                why: format!(
+                    "an upload of {} bytes is in progress; this one says {total}",
+                    staging.total
+                ),
+            }),
+            staging => Ok(staging),
         }
     }
 
@@ -360,16 +354,8 @@ impl BucketStore for DirStore {
         let bucket = bucket.clone();
         let file = on_disk(move || {
             files.refuse_stored(&bucket)?;
-            if let (Some(total), Some(staging)) = (total, files.staging()?)
-                && staging.total != total
-            {
-                return Err(StoreIoError::Mismatch {
-                    bucket: bucket.to_string(),
-                    why: format!(
-                        "an upload of {} bytes is in progress; this one says {total}",
-                        staging.total
-                    ),
-                });
+            if let Some(total) = total {
+                files.staging_of(&bucket, total)?;
             }
             files.open_staged(offset)
         })
@@ -394,19 +380,10 @@ impl BucketStore for DirStore {
             if let Some(meta) = files.meta()? {
                 return Ok(Progress::Complete(meta));
             }
-            let mut staging = files.staging()?.unwrap_or(Staging {
+            let mut staging = files.staging_of(&name, total)?.unwrap_or(Staging {
                 total,
                 ranges: RangeSet::new(),
             });
-            if staging.total != total {
-                return Err(StoreIoError::Mismatch {
-                    bucket: name.to_string(),
-                    why: format!(
-                        "an upload of {} bytes is in progress; this one says {total}",
-                        staging.total
-                    ),
-                });
-            }
             staging.ranges.insert(start, end);
             if !staging.ranges.is_complete(total) {
                 write_json_atomic(&files.ranges, &staging)
@@ -447,17 +424,7 @@ impl BucketStore for DirStore {
         let meta = on_disk(move || {
             files.refuse_stored(&name)?;
             let total = data.len() as u64;
-            if let Some(staging) = files.staging()?
-                && staging.total != total
-            {
-                return Err(StoreIoError::Mismatch {
-                    bucket: name.to_string(),
-                    why: format!(
-                        "an upload of {} bytes is in progress; this one says {total}",
-                        staging.total
-                    ),
-                });
-            }
+            files.staging_of(&name, total)?;
             let mut file = files.open_staged(0)?;
             std::io::Write::write_all(&mut file, &data).map_err(io_err("writing an upload"))?;
             file.set_len(total).map_err(io_err("writing an upload"))?;

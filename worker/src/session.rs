@@ -287,7 +287,7 @@ async fn take_on(
                 counters: Counters::default(),
                 cancelled: false,
             };
-            report_failure(shared, &task, failed, 0, false).await;
+            send_report(shared, failure_report(&task, failed, 0), false).await;
             shared.forget(&task.attempt);
             None
         }
@@ -322,7 +322,10 @@ async fn runner(shared: Arc<Shared>, queue: Queue) {
         // Tasks leased in this runner's reports run here, on the same slot.
         loop {
             let attempt = ready.task.attempt;
-            let leased = run_one(&shared, &ready, &queue).await;
+            let leased = match run_one(&shared, &ready).await {
+                Some(report) => send_report(&shared, report, nothing_queued(&queue)).await,
+                None => None,
+            };
             shared.forget(&attempt);
             let Some(task) = leased else { break };
             match take_on(&shared, task, ready.slot).await {
@@ -343,8 +346,9 @@ fn nothing_queued(queue: &Queue) -> bool {
     }
 }
 
-/// Runs one task and reports it; returns the task leased in the report, if any.
-async fn run_one(shared: &Arc<Shared>, ready: &Ready, queue: &Queue) -> Option<TaskAssignment> {
+/// Runs one task and uploads its outputs; returns its report (none when
+/// the task was abandoned).
+async fn run_one(shared: &Arc<Shared>, ready: &Ready) -> Option<Report> {
     let attempt = ready.task.attempt;
     let work = shared.dir.join("work").join(attempt.to_string());
     let scratch = work.join(".tormr-tmp");
@@ -432,14 +436,13 @@ async fn run_one(shared: &Arc<Shared>, ready: &Ready, queue: &Queue) -> Option<T
                     shared
                         .tasks_done
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let report = Report {
+                    Some(Report {
                         attempt,
                         outcome: Outcome::Succeeded { outputs },
                         counters: done.counters,
                         elapsed_ms: elapsed,
                         next: None,
-                    };
-                    send_report(shared, report, nothing_queued(queue)).await
+                    })
                 }
                 Some(why) => {
                     let failed = TaskFailed {
@@ -449,8 +452,7 @@ async fn run_one(shared: &Arc<Shared>, ready: &Ready, queue: &Queue) -> Option<T
                         counters: done.counters,
                         cancelled: false,
                     };
-                    let ask = nothing_queued(queue);
-                    report_failure(shared, &ready.task, failed, elapsed, ask).await
+                    Some(failure_report(&ready.task, failed, elapsed))
                 }
             }
         }
@@ -461,20 +463,13 @@ async fn run_one(shared: &Arc<Shared>, ready: &Ready, queue: &Queue) -> Option<T
                 return None;
             }
             tracing::info!("task {attempt} failed: {}", failed.reason);
-            let ask = nothing_queued(queue);
-            report_failure(shared, &ready.task, failed, elapsed, ask).await
+            Some(failure_report(&ready.task, failed, elapsed))
         }
     }
 }
 
-async fn report_failure(
-    shared: &Shared,
-    task: &TaskAssignment,
-    failed: TaskFailed,
-    elapsed_ms: u64,
-    ask_next: bool,
-) -> Option<TaskAssignment> {
-    let report = Report {
+fn failure_report(task: &TaskAssignment, failed: TaskFailed, elapsed_ms: u64) -> Report {
+    Report {
         attempt: task.attempt,
         outcome: Outcome::Failed {
             reason: failed.reason,
@@ -484,8 +479,7 @@ async fn report_failure(
         counters: failed.counters,
         elapsed_ms,
         next: None,
-    };
-    send_report(shared, report, ask_next).await
+    }
 }
 
 /// Sends a report; with `ask_next`, leases the slot's next task in it and
